@@ -1,0 +1,34 @@
+# Thin wrappers; the work is in scripts/ and the imgbench CLI.
+SHELL := /bin/bash
+CORE := .venv/core/bin
+
+.PHONY: setup demo test test-core test-pt test-tf bench lint clean
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	$(CORE)/imgbench demo
+
+# Each suite runs in the venv of the framework it imports (see README: "Why one venv per service").
+test: setup
+	scripts/test.sh
+
+test-core: setup
+	scripts/test.sh core
+
+test-pt: setup
+	scripts/test.sh pt
+
+test-tf: setup
+	scripts/test.sh tf
+
+bench: setup
+	$(CORE)/imgbench bench
+
+lint: setup
+	$(CORE)/ruff check .
+	$(CORE)/ruff format --check .
+
+clean:
+	rm -rf runs

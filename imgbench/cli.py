@@ -1,0 +1,190 @@
+"""`imgbench`: dataset tools and the native stack runner (more commands join as services land).
+
+imgbench data digits --out data/digits
+imgbench data check data/digits
+imgbench stack up prometheus pushgateway --run-dir runs/stack
+imgbench stack down --run-dir runs/stack
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from imgbench.errors import ImgbenchError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Train and serve image classifiers, measured.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Write and check ImageFolder datasets.")
+stack_app = typer.Typer(no_args_is_help=True, help="Run services natively on 127.0.0.1.")
+app.add_typer(data_app, name="data")
+app.add_typer(stack_app, name="stack")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_STACK_DIR = Path("runs/stack")
+RunDirOption = Annotated[Path, typer.Option("--run-dir", help="Where logs and the stack's state live.")]
+
+
+@app.callback()
+def _configure(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+    )
+
+
+# -- data ------------------------------------------------------------------------------------------
+@data_app.command("digits")
+def data_digits(
+    out: Annotated[Path, typer.Option(help="Root of the ImageFolder tree to write.")],
+    size: Annotated[int, typer.Option(help="Side length in pixels (default 64).")] = 64,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of each class kept for val (default 0.2).")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Split seed (default 0).")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing non-empty folder.")] = False,
+) -> None:
+    """scikit-learn's bundled handwritten digits (1,797 images, 10 classes) as ImageFolder."""
+    from imgbench.data.digits import write_digits
+
+    root = write_digits(out, size=size, val_fraction=val_fraction, seed=seed, force=force)
+    _print_counts(root)
+
+
+@data_app.command("synthetic")
+def data_synthetic(
+    out: Annotated[Path, typer.Option(help="Root of the ImageFolder tree to write.")],
+    classes: Annotated[int, typer.Option(help="Number of classes.")] = 10,
+    size: Annotated[int, typer.Option(help="Side length in pixels (default 224).")] = 224,
+    per_class: Annotated[int, typer.Option(help="Images per class, train and val together.")] = 50,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of each class kept for val (default 0.2).")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed (default 0).")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing non-empty folder.")] = False,
+) -> None:
+    """A learnable synthetic dataset of any shape and class count."""
+    from imgbench.data.synthetic import write_synthetic
+
+    root = write_synthetic(out, classes, size, per_class, val_fraction=val_fraction, seed=seed, force=force)
+    _print_counts(root)
+
+
+@data_app.command("check")
+def data_check(
+    root: Annotated[Path, typer.Argument(help="ImageFolder root (with train/ and val/, or flat).")],
+) -> None:
+    """Validate every file; list each problem by path; exit 1 if there is any."""
+    from imgbench.data.check import check_imagefolder
+
+    report = check_imagefolder(root)
+    _print_counts(root, report.splits)
+    if report.image_sizes:
+        sizes = ", ".join(f"{w}×{h} ({n})" for (w, h), n in report.image_sizes.most_common(5))
+        console.print(f"image sizes: {sizes}")
+    for problem in report.problems:
+        err_console.print(f"[red]problem[/red] {problem}", highlight=False)
+    if not report.ok:
+        err_console.print(f"{len(report.problems)} problem(s) in {root}")
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/green] {root}")
+
+
+def _print_counts(root: Path, splits: dict[str, dict[str, int]] | None = None) -> None:
+    if splits is None:
+        from imgbench.data.imagefolder import read_dataset_info
+
+        splits = read_dataset_info(root).get("counts", {})  # type: ignore[assignment]
+    table = Table(title=str(root))
+    table.add_column("split")
+    table.add_column("classes", justify="right")
+    table.add_column("images", justify="right")
+    table.add_column("smallest class", justify="right")
+    for split, counts in (splits or {}).items():
+        table.add_row(
+            split, str(len(counts)), str(sum(counts.values())), str(min(counts.values(), default=0))
+        )
+    console.print(table)
+
+
+# -- stack -----------------------------------------------------------------------------------------
+@stack_app.command("up")
+def stack_up(
+    services: Annotated[list[str], typer.Argument(help="Services to start, in order.")],
+    run_dir: RunDirOption = DEFAULT_STACK_DIR,
+    model_repository: Annotated[
+        Path | None, typer.Option(help="Model repository the model servers read.")
+    ] = None,
+    free_ports: Annotated[bool, typer.Option(help="Use free ports instead of the defaults.")] = False,
+) -> None:
+    """Start services, wait until each is ready, and leave them running (stop with `stack down`)."""
+    from imgbench.stack import Stack
+    from imgbench.stack.ports import free_port_map
+
+    stack = Stack(run_dir, ports=free_port_map() if free_ports else None, model_repository=model_repository)
+    try:
+        stack.up(services)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: stopping what was started")
+        stack.down(services)
+        raise typer.Exit(130) from None
+    _print_status(stack)
+
+
+@stack_app.command("down")
+def stack_down(
+    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: all).")] = None,
+    run_dir: RunDirOption = DEFAULT_STACK_DIR,
+) -> None:
+    """Stop exactly the processes `stack up` recorded in RUN_DIR."""
+    from imgbench.stack import Stack
+
+    stopped = Stack(run_dir).down(services or None)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status(run_dir: RunDirOption = DEFAULT_STACK_DIR) -> None:
+    """Show the recorded services, their PIDs, ports and logs."""
+    from imgbench.stack import Stack
+
+    _print_status(Stack(run_dir))
+
+
+def _print_status(stack) -> None:
+    table = Table(title=f"stack in {stack.run_dir}")
+    for column in ("service", "pid", "state", "ports", "log"):
+        table.add_column(column)
+    for status in stack.status():
+        ports = ", ".join(f"{name} {port}" for name, port in status.ports.items())
+        state = "[green]running[/green]" if status.running else "[red]stopped[/red]"
+        table.add_row(status.name, str(status.pid), state, ports, str(status.log))
+    console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except ImgbenchError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

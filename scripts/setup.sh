@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds everything imgbench needs on this machine, idempotently:
+#   Debian packages the tests use, and one virtual environment per service under .venv/.
+# Each venv is rebuilt only when its requirements file (or the core's pyproject) changed.
+# Usage: scripts/setup.sh [venv ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-python3}
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# name -> requirements file (the core venv has none: it installs the core with its dev extra)
+declare -A VENV_REQUIREMENTS=(
+  [core]=""
+  [pt]="services/trainer-pt/requirements.txt"
+  [tf]="services/trainer-tf/requirements.txt"
+  [torchserve]="services/serving/torchserve/requirements.txt"
+  [triton]="services/serving/triton/requirements.txt"
+  [tfserving]="services/serving/tfserving/requirements.txt"
+  [loadgen]="services/loadgen/requirements.txt"
+)
+ALL_VENVS=(core pt tf torchserve triton tfserving loadgen)
+
+install_debian_packages() {
+  local wanted=(prometheus prometheus-pushgateway docker-compose)
+  local missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  # The packages' postinst scripts try to start services; there is no init system here, so forbid it.
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build_venv() {
+  local name=$1 requirements=${VENV_REQUIREMENTS[$1]}
+  local venv=".venv/$name" stamp=".venv/$name/.imgbench-stamp"
+  local digest
+  digest=$(cat pyproject.toml ${requirements:+"$requirements"} | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    log "venv $name is up to date"
+    return 0
+  fi
+  log "building venv $name${requirements:+ from $requirements}"
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  local pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+  "${pip[@]}" install --upgrade pip==25.3 setuptools wheel
+  if [ -n "$requirements" ]; then
+    "${pip[@]}" install -r "$requirements"
+  fi
+  # Every venv gets the core (and pytest, since each framework's tests run in its own venv).
+  "${pip[@]}" install -e "$ROOT[dev]"
+  echo "$digest" > "$stamp"
+}
+
+main() {
+  local venvs=("$@")
+  [ ${#venvs[@]} -eq 0 ] && venvs=("${ALL_VENVS[@]}")
+  install_debian_packages
+  mkdir -p .venv
+  for name in "${venvs[@]}"; do
+    [[ -v VENV_REQUIREMENTS[$name] ]] || { echo "unknown venv '$name'; known: ${ALL_VENVS[*]}" >&2; exit 2; }
+    build_venv "$name"
+  done
+  log "done"
+}
+
+main "$@"
