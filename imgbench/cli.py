@@ -99,7 +99,7 @@ def data_check(
         sizes = ", ".join(f"{w}×{h} ({n})" for (w, h), n in report.image_sizes.most_common(5))
         console.print(f"image sizes: {sizes}")
     for problem in report.problems:
-        err_console.print(f"[red]problem[/red] {problem}", highlight=False)
+        err_console.print(f"[red]problem[/red] {problem}", highlight=False, soft_wrap=True)
     if not report.ok:
         err_console.print(f"{len(report.problems)} problem(s) in {root}")
         raise typer.Exit(1)

@@ -145,7 +145,11 @@ class Stack:
         }
         self._children[name] = process
         self._write_state(services)
-        self._wait_ready(name, plan, process, log_path)
+        try:
+            self._wait_ready(name, plan, process, log_path)
+        except BaseException:
+            self.down([name])
+            raise
         log.info("%s is ready (pid %s, log %s)", name, process.pid, log_path)
         return True
 
