@@ -21,6 +21,8 @@ declare -A VENV_REQUIREMENTS=(
   [loadgen]="services/loadgen/requirements.txt"
 )
 ALL_VENVS=(core pt tf torchserve triton tfserving loadgen)
+# Extras of the core each venv installs (default: dev). Venvs that talk to model servers get `clients`.
+declare -A VENV_EXTRAS=([core]="dev,clients" [loadgen]="dev,clients")
 
 install_debian_packages() {
   local wanted=(prometheus prometheus-pushgateway docker-compose)
@@ -54,7 +56,33 @@ build_venv() {
     "${pip[@]}" install -r "$requirements"
   fi
   # Every venv gets the core (and pytest, since each framework's tests run in its own venv).
-  "${pip[@]}" install -e "$ROOT[dev]"
+  "${pip[@]}" install -e "$ROOT[${VENV_EXTRAS[$name]:-dev}]"
+  echo "$digest" > "$stamp"
+}
+
+# The clients' gRPC stubs (TF Serving, TorchServe) into the git-ignored imgbench/clients/_generated/.
+# Needs the tfserving venv (TF holds the TF Serving descriptors) and the torchserve venv (its jar holds
+# the .proto files); generated in the core venv by grpcio-tools. Redone only when an input changed.
+generate_grpc_stubs() {
+  local out=imgbench/clients/_generated stamp=imgbench/clients/_generated/.imgbench-stamp
+  local jar=.venv/torchserve/lib/python3.11/site-packages/ts/frontend/model-server.jar
+  local descriptors=build/protos/tfserving.pb
+  for venv in core tfserving torchserve; do
+    if [ ! -f ".venv/$venv/.imgbench-stamp" ]; then
+      log "gRPC stubs not generated yet: venv $venv is missing (scripts/setup.sh core torchserve tfserving)"
+      return 0
+    fi
+  done
+  local digest
+  digest=$(cat .venv/{core,tfserving,torchserve}/.imgbench-stamp imgbench/clients/stubgen.py | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+    log "gRPC stubs are up to date"
+    return 0
+  fi
+  log "generating gRPC stubs into $out"
+  .venv/tfserving/bin/python -m imgbench.clients.stubgen dump-tfserving --out "$descriptors"
+  .venv/core/bin/python -m imgbench.clients.stubgen generate \
+    --descriptor-set "$descriptors" --torchserve-jar "$jar" --out "$out"
   echo "$digest" > "$stamp"
 }
 
@@ -67,6 +95,7 @@ main() {
     [[ -v VENV_REQUIREMENTS[$name] ]] || { echo "unknown venv '$name'; known: ${ALL_VENVS[*]}" >&2; exit 2; }
     build_venv "$name"
   done
+  generate_grpc_stubs
   log "done"
 }
 

@@ -1,0 +1,171 @@
+"""What every protocol client shares: the channel with deliberate options, deadlines on every call,
+manifests as the source of tensor names/shapes, and error mapping. A protocol subclass supplies only
+its messages (``_infer_request``, ``_logits``, ...) and its stub methods."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import grpc
+import numpy as np
+
+from imgbench.clients.errors import InferenceError, from_rpc_error
+from imgbench.clients.tensors import batch_problem
+from imgbench.manifest import Manifest, load_manifest
+from imgbench.paths import ModelRepository
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """gRPC channel options and the per-call deadline."""
+
+    # Batch 32 of 3×224×224 float32 is ~19 MB, above gRPC's 4 MB default; allow large batches.
+    max_message_bytes: int = 256 * 1024 * 1024
+    # Keepalive pings detect a dead server on an idle channel instead of hanging until the deadline.
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+    deadline_s: float = 30.0
+
+    def options(self) -> list[tuple[str, Any]]:
+        return [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            # One channel per client: don't let gRPC share sub-channels between clients of a benchmark.
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
+
+
+ManifestSource = ModelRepository | Path | Mapping[str, Manifest]
+
+
+class InferenceClient(ABC):
+    """One model server over gRPC.
+
+    >>> from imgbench.clients import make_client
+    >>> with make_client("triton", "127.0.0.1:8001", Path("model-repository")) as client:  # doctest: +SKIP
+    ...     logits = client.infer("pt_resnet18", batch)          # [N, classes] float32
+    """
+
+    backend: ClassVar[str]
+
+    def __init__(
+        self,
+        target: str,
+        manifests: ManifestSource,
+        *,
+        settings: ChannelSettings | None = None,
+        call_metadata: Sequence[tuple[str, str]] = (),
+        validate: bool = True,
+    ) -> None:
+        """``validate=False`` sends whatever it is given (the bad-input tests need that)."""
+        self.target = target
+        self.settings = settings or ChannelSettings()
+        self.validate = validate
+        self._call_metadata = tuple(call_metadata)
+        self._manifests = self._manifest_loader(manifests)
+        self._cache: dict[str, Manifest] = {}
+        self.channel = grpc.insecure_channel(target, options=self.settings.options())
+        self._bind(self.channel)
+
+    @staticmethod
+    def _manifest_loader(source: ManifestSource) -> Callable[[str], Manifest]:
+        if isinstance(source, Mapping):
+            return lambda model: source[model]
+        repository = source if isinstance(source, ModelRepository) else ModelRepository(Path(source))
+        return lambda model: load_manifest(repository.manifest_path(model))
+
+    def manifest(self, model: str) -> Manifest:
+        if model not in self._cache:
+            self._cache[model] = self._manifests(model)
+        return self._cache[model]
+
+    # -- the interface -------------------------------------------------------------------------
+    def infer(self, model: str, batch: np.ndarray, version: int | None = None) -> np.ndarray:
+        """Logits [N, classes] float32 for ``batch`` (layout/dtype of the model's manifest)."""
+        return self.send(model, self.request(model, batch, version))
+
+    def request(self, model: str, batch: np.ndarray, version: int | None = None) -> Any:
+        """The protocol's request message for ``batch`` (public so tests can tamper with it)."""
+        manifest = self.manifest(model)
+        if self.validate and (problem := batch_problem(manifest, batch)):
+            raise InferenceError(
+                self.backend, model, grpc.StatusCode.INVALID_ARGUMENT, f"not sent: {problem}"
+            )
+        return self._infer_request(manifest, model, np.ascontiguousarray(batch), version)
+
+    def send(self, model: str, request: Any) -> np.ndarray:
+        response = self._call(self._infer_method, request, model)
+        logits = self._logits(response)
+        if logits.ndim != 2:
+            raise InferenceError(
+                self.backend,
+                model,
+                grpc.StatusCode.INTERNAL,
+                f"answer has shape {list(logits.shape)}, not [N, C]",
+            )
+        return logits
+
+    @abstractmethod
+    def ready(self, model: str | None = None) -> bool:
+        """The server (and ``model``, if given) can serve now. Never raises for a down server."""
+
+    @abstractmethod
+    def metadata(self, model: str) -> dict[str, Any]:
+        """{'backend', 'model', 'server', 'versions', 'inputs': [{name, dtype, shape}], 'outputs': [...]}"""
+
+    # -- for subclasses ------------------------------------------------------------------------
+    @abstractmethod
+    def _bind(self, channel: grpc.Channel) -> None:
+        """Create the stubs; set ``self._infer_method``."""
+
+    _infer_method: Callable[..., Any]
+
+    @abstractmethod
+    def _infer_request(
+        self, manifest: Manifest, model: str, batch: np.ndarray, version: int | None
+    ) -> Any: ...
+
+    @abstractmethod
+    def _logits(self, response: Any) -> np.ndarray: ...
+
+    @abstractmethod
+    def payload(self, request: Any) -> bytes:
+        """The tensor bytes inside ``request``."""
+
+    @abstractmethod
+    def with_payload(self, request: Any, payload: bytes) -> Any:
+        """``request`` with its tensor bytes replaced (truncated/oversized payload tests)."""
+
+    def _call(
+        self, method: Callable[..., Any], request: Any, model: str, deadline_s: float | None = None
+    ) -> Any:
+        try:
+            return method(
+                request, timeout=deadline_s or self.settings.deadline_s, metadata=self._call_metadata
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(self.backend, model, error) from None
+
+    def _probe(self, method: Callable[..., Any], request: Any) -> Any | None:
+        """A readiness call: the answer, or None when the server is down or says no."""
+        try:
+            return self._call(method, request, "-", deadline_s=min(self.settings.deadline_s, 5.0))
+        except InferenceError:
+            return None
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

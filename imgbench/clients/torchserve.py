@@ -1,0 +1,102 @@
+"""TorchServe's gRPC inference API (InferenceAPIsService.Predictions): the tensor travels as .npy
+bytes (``np.save``) under the input key ``data``; the handler answers .npy logits [N, classes].
+
+Token authorization (on by default in TorchServe 0.12) is a bearer key in the ``authorization``
+metadata; ``torchserve_keys(run_dir)`` reads the keys a native server wrote into its run directory."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import grpc
+import numpy as np
+from google.protobuf import empty_pb2
+
+from imgbench.clients.base import InferenceClient
+from imgbench.clients.stubs import stub_module
+from imgbench.manifest import Manifest
+
+INPUT_KEY = "data"
+KEY_FILE = "key_file.json"
+
+inference_pb2 = stub_module("torchserve.inference_pb2")
+inference_grpc = stub_module("torchserve.inference_pb2_grpc")
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def torchserve_keys(workdir: Path) -> dict[str, str]:
+    """{'inference': key, 'management': key, 'API': key} from TorchServe's ``key_file.json`` in its
+    working directory (native: ``<run_dir>/torchserve``), or {} when token authorization is off."""
+    path = Path(workdir) / KEY_FILE
+    if not path.exists():
+        return {}
+    return {kind: entry["key"] for kind, entry in json.loads(path.read_text(encoding="utf-8")).items()}
+
+
+def bearer(key: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),) if key else ()
+
+
+class TorchServeClient(InferenceClient):
+    backend: ClassVar[str] = "torchserve"
+
+    def _bind(self, channel: grpc.Channel) -> None:
+        self._stub = inference_grpc.InferenceAPIsServiceStub(channel)
+        self._infer_method = self._stub.Predictions
+
+    def _infer_request(self, manifest: Manifest, model: str, batch: np.ndarray, version: int | None) -> Any:
+        # TorchServe versions are strings from the archive ("1.0"); integers name the same ones.
+        return inference_pb2.PredictionsRequest(
+            model_name=model,
+            model_version=f"{version}.0" if version is not None else "",
+            input={INPUT_KEY: npy_bytes(batch)},
+        )
+
+    def _logits(self, response: Any) -> np.ndarray:
+        return np.load(io.BytesIO(response.prediction), allow_pickle=False)
+
+    def payload(self, request: Any) -> bytes:
+        return bytes(request.input[INPUT_KEY])
+
+    def with_payload(self, request: Any, payload: bytes) -> Any:
+        copy = type(request)()
+        copy.CopyFrom(request)
+        copy.input[INPUT_KEY] = payload
+        return copy
+
+    def ready(self, model: str | None = None) -> bool:
+        answer = self._probe(self._stub.Ping, empty_pb2.Empty())
+        if answer is None or json.loads(answer.health or "{}").get("status") != "Healthy":
+            return False
+        if model is None:
+            return True
+        # The inference API has no per-model status: a one-image call answers the question.
+        manifest = self.manifest(model)
+        shape = [1 if d is None else d for d in manifest.input.shape]
+        try:
+            self.infer(model, np.zeros(shape, dtype=manifest.input.dtype))
+        except Exception:
+            return False
+        return True
+
+    def metadata(self, model: str) -> dict[str, Any]:
+        # TorchServe's model description is on the management API; the tensor facts are the manifest's.
+        manifest = self.manifest(model)
+        return {
+            "backend": self.backend,
+            "model": model,
+            "server": "torchserve",
+            "versions": [manifest.version],
+            "inputs": [{"name": INPUT_KEY, "dtype": manifest.input.dtype, "shape": manifest.input.shape}],
+            "outputs": [
+                {"name": manifest.logits_name, "dtype": "float32", "shape": [None, manifest.num_classes]}
+            ],
+        }
