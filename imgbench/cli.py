@@ -178,6 +178,22 @@ def _print_status(stack) -> None:
     console.print(table)
 
 
+# -- report ----------------------------------------------------------------------------------------
+@app.command("report")
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory with model-repository/ and load/.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN_DIR/report).")] = None,
+    prices: Annotated[
+        Path | None, typer.Option(help="Price table YAML (default: the bundled placeholders).")
+    ] = None,
+) -> None:
+    """Write report.md and PNG plots from a run's manifests and load results."""
+    from imgbench.report.build import build_report
+
+    path = build_report(run_dir, out, prices)
+    console.print(f"report: {path}")
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,91 @@
+"""PNG plots for the report: training curves (PT vs TF on one chart), latency percentile curves,
+throughput against load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display here or in CI
+import matplotlib.pyplot as plt
+
+from imgbench.report.inputs import ReportInputs
+from imgbench.report.serving import backend_label, images_per_second, load_label, points
+from imgbench.report.training import FRAMEWORK_LABEL
+
+
+def training_curves(inputs: ReportInputs, out_dir: Path) -> list[Path]:
+    written = []
+    for architecture, frameworks in inputs.by_architecture().items():
+        fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
+        for framework, manifest in sorted(frameworks.items()):
+            history = manifest.training.history
+            epochs = [r.epoch for r in history]
+            label = FRAMEWORK_LABEL[framework]
+            acc_ax.plot(epochs, [r.top1 * 100 for r in history], marker="o", label=f"{label} val top-1")
+            loss_ax.plot(epochs, [r.train_loss for r in history], marker="o", label=f"{label} train")
+            loss_ax.plot(
+                epochs, [r.val_loss for r in history], marker="x", linestyle="--", label=f"{label} val"
+            )
+        acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title=f"{architecture}: validation accuracy")
+        loss_ax.set(xlabel="epoch", ylabel="loss", title=f"{architecture}: loss")
+        for ax in (acc_ax, loss_ax):
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"training_{architecture}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
+    """Latency against percentile (a CDF on its side, with the tail stretched) per load point."""
+    curves = [p for p in points(inputs) if p.get("percentiles")]
+    if not curves:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for point in curves:
+        by_pct = sorted((float(q), float(ms)) for q, ms in point["percentiles"].items())
+        # x as 1/(1-q) spreads p90, p99, p99.9 evenly, as HdrHistogram plots do.
+        xs = [1.0 / (1.0 - q / 100.0) if q < 100 else 1e4 for q, _ in by_pct]
+        ax.plot(
+            xs,
+            [ms for _, ms in by_pct],
+            label=f"{backend_label(point)} b{point.get('batch_size')} {load_label(point)}",
+        )
+    ax.set_xscale("log")
+    ticks = [50, 90, 99, 99.9]
+    ax.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks], [f"p{t:g}" for t in ticks])
+    ax.set(ylabel="latency (ms)", title="Client-side latency by percentile")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out_dir / "latency_percentiles.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def throughput_vs_load(inputs: ReportInputs, out_dir: Path) -> list[Path]:
+    closed = [p for p in points(inputs) if p.get("mode") != "open" and p.get("users")]
+    if not closed:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for point in closed:
+        key = f"{backend_label(point)} {point.get('model')} b{point.get('batch_size')}"
+        series.setdefault(key, []).append((int(point["users"]), images_per_second(point)))
+    for key, values in sorted(series.items()):
+        values.sort()
+        ax.plot([u for u, _ in values], [t for _, t in values], marker="o", label=key)
+    ax.set(xlabel="concurrent users (closed loop)", ylabel="images/s", title="Throughput against concurrency")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = out_dir / "throughput_vs_concurrency.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
