@@ -1,0 +1,140 @@
+"""The protocols the load generator speaks, as data: which client class of ``imgbench.clients`` and
+which default port. ``health`` is the standard gRPC health check, for measuring the load generator
+itself against a trivial server (the capacity benchmark), with nothing to check in its answers.
+
+A ``Sender`` sends one prepared request and says whether the answer was right; every protocol's
+difference stays inside the client, which builds the request once, before the load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import numpy as np
+
+from imgbench.ports import LOOPBACK, default_port
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    client: str
+    """``module:Class`` of the protocol client; empty for ``health``."""
+    port_service: str
+    description: str
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend(
+            "torchserve", "imgbench.clients.torchserve:TorchServeClient", "torchserve", "TorchServe gRPC"
+        ),
+        Backend("triton", "imgbench.clients.triton:TritonClient", "triton", "Triton KServe-v2 gRPC"),
+        Backend("tfserving", "imgbench.clients.tfserving:TFServingClient", "tfserving", "TF Serving gRPC"),
+        Backend("health", "", "", "grpc.health.v1 Check (load generator capacity only)"),
+    )
+}
+
+
+def default_target(backend: str) -> str:
+    spec = BACKENDS[backend]
+    return f"{LOOPBACK}:{default_port(spec.port_service, 'grpc')}" if spec.port_service else ""
+
+
+def channel_settings(deadline_s: float) -> Any:
+    """The clients' channel settings plus a short reconnect backoff: after a server restart, gRPC's
+    default backoff (up to 120 s) would keep a channel failing long after the server is back."""
+    from imgbench.clients.base import ChannelSettings
+
+    @dataclass(frozen=True)
+    class LoadChannelSettings(ChannelSettings):
+        reconnect_backoff_ms: int = 250
+
+        def options(self) -> list[tuple[str, Any]]:
+            return [
+                *super().options(),
+                ("grpc.initial_reconnect_backoff_ms", self.reconnect_backoff_ms),
+                ("grpc.min_reconnect_backoff_ms", self.reconnect_backoff_ms),
+                ("grpc.max_reconnect_backoff_ms", 4 * self.reconnect_backoff_ms),
+            ]
+
+    return LoadChannelSettings(deadline_s=deadline_s)
+
+
+def make_client(backend: str, target: str, model_repository: Any, deadline_s: float, token: str = "") -> Any:
+    """An ``imgbench.clients`` client for ``backend`` (one channel)."""
+    module_name, class_name = BACKENDS[backend].client.split(":")
+    client_class = getattr(importlib.import_module(module_name), class_name)
+    metadata = [("authorization", f"Bearer {token}")] if token else []
+    return client_class(
+        target, model_repository, settings=channel_settings(deadline_s), call_metadata=metadata
+    )
+
+
+@dataclass(frozen=True)
+class Answer:
+    size_bytes: int
+    correct: bool | None
+    """None when there is nothing to check (health)."""
+
+
+class Sender(Protocol):
+    images_per_request: int
+
+    def send(self, index: int) -> Answer:
+        """Send prepared request ``index`` (modulo how many there are); raise on failure."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InferenceSender:
+    """Prepared requests of one model and the labels each answer must have."""
+
+    def __init__(self, client: Any, model: str, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.client = client
+        self.model = model
+        self.images_per_request = len(batches[0][1])
+        # Serialising numpy into the protocol's message once, not per request: the load generator
+        # should spend its CPU on sending, not on building the same bytes again.
+        self.requests = [(client.request(model, batch), labels) for batch, labels in batches]
+
+    def send(self, index: int) -> Answer:
+        request, labels = self.requests[index % len(self.requests)]
+        logits = self.client.send(self.model, request)
+        predicted = np.argmax(logits, axis=1)
+        return Answer(logits.nbytes, predicted.shape == labels.shape and bool(np.all(predicted == labels)))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class HealthSender:
+    images_per_request = 0
+
+    def __init__(self, target: str, deadline_s: float) -> None:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        self.channel = grpc.insecure_channel(target, options=channel_settings(deadline_s).options())
+        self.check = health_pb2_grpc.HealthStub(self.channel).Check
+        self.request = health_pb2.HealthCheckRequest(service="")
+        self.deadline_s = deadline_s
+
+    def send(self, index: int) -> Answer:
+        response = self.check(self.request, timeout=self.deadline_s)
+        return Answer(response.ByteSize(), None)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def error_code(error: BaseException) -> str:
+    """The gRPC status name of a failed call (InferenceError or a raw RpcError), else the type name."""
+    code = getattr(error, "code", None)
+    if callable(code):
+        code = code()
+    return code.name if isinstance(code, grpc.StatusCode) else type(error).__name__

@@ -1,0 +1,113 @@
+"""Real validation images, preprocessed exactly as the model's manifest says (the trainers' eval
+transform: resize the shorter side to ``size·256/224``, center crop, ``(pixel/255 - mean)/std``, in the
+manifest's layout and dtype), with their labels, as the batches the users send.
+
+    >>> pool = load_pool(manifest, Path("data/digits"), limit=256)    # doctest: +SKIP
+    >>> pool.images.shape, pool.labels[:4]                            # doctest: +SKIP
+    ((256, 3, 64, 64), array([0, 0, 0, 0]))
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from imgbench.data.imagefolder import IMAGE_SUFFIXES
+from imgbench.errors import DatasetError
+from imgbench.manifest import Manifest
+
+RESIZE_RATIO = 256 / 224  # the trainers' eval transform (trainer_pt.data.eval_transform)
+
+
+@dataclass(frozen=True)
+class ImagePool:
+    images: np.ndarray
+    """[N, ...] in the manifest's layout and dtype, ready to send."""
+    labels: np.ndarray
+    """[N] class indices into the manifest's class names."""
+    files: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, keep: np.ndarray) -> ImagePool:
+        return ImagePool(self.images[keep], self.labels[keep], tuple(np.asarray(self.files)[keep]))
+
+    def batches(self, batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``count`` batches of consecutive images, wrapping around the pool."""
+        if len(self) == 0:
+            raise DatasetError("the image pool is empty: nothing to send")
+        out = []
+        for b in range(count):
+            index = np.arange(b * batch_size, (b + 1) * batch_size) % len(self)
+            out.append((np.ascontiguousarray(self.images[index]), self.labels[index]))
+        return out
+
+
+def preprocess(image: Image.Image, manifest: Manifest) -> np.ndarray:
+    """One PIL image as the model's input row (no batch axis)."""
+    spec = manifest.input
+    height, width = spec.image_size
+    channels = spec.shape[1] if spec.layout == "NCHW" else spec.shape[3]
+    image = image.convert("RGB" if channels == 3 else "L")
+    # Resize the shorter side (torchvision Resize(int)), then center crop (torchvision CenterCrop).
+    resize = math.floor(min(height, width) * RESIZE_RATIO)
+    w, h = image.size
+    scale = resize / min(w, h)
+    new_w, new_h = (
+        (resize, max(resize, round(h * scale))) if w <= h else (max(resize, round(w * scale)), resize)
+    )
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    top, left = round((new_h - height) / 2), round((new_w - width) / 2)
+    image = image.crop((left, top, left + width, top + height))
+    pixels = np.asarray(image, dtype=np.float32).reshape(height, width, channels)
+    if spec.dtype == "uint8":
+        row = pixels.astype(np.uint8)  # the model normalises inside
+    else:
+        mean = np.asarray(manifest.normalization.mean[:channels], dtype=np.float32)
+        std = np.asarray(manifest.normalization.std[:channels], dtype=np.float32)
+        row = ((pixels / 255.0 - mean) / std).astype(spec.dtype)
+    return np.transpose(row, (2, 0, 1)) if spec.layout == "NCHW" else row
+
+
+def dataset_split_dir(manifest: Manifest, dataset: Path | None) -> Path:
+    root = Path(dataset) if dataset is not None else Path(manifest.dataset.path)
+    split = root / manifest.dataset.eval_split
+    if not split.is_dir():
+        raise DatasetError(
+            f"no {manifest.dataset.eval_split!r} split at {split} for model {manifest.model!r} "
+            f"(dataset {manifest.dataset.name!r}); pass --dataset with the ImageFolder root it was trained on"
+        )
+    return split
+
+
+def load_pool(manifest: Manifest, dataset: Path | None = None, limit: int = 256, seed: int = 0) -> ImagePool:
+    """Up to ``limit`` images of the evaluation split, a seeded sample across all classes."""
+    split = dataset_split_dir(manifest, dataset)
+    files: list[tuple[Path, int]] = []
+    for folder in sorted(p for p in split.iterdir() if p.is_dir()):
+        if folder.name not in manifest.class_names:
+            raise DatasetError(
+                f"class folder {folder.name!r} in {split} is not a class of model {manifest.model!r} "
+                f"({manifest.class_names[:10]}...): wrong dataset?"
+            )
+        label = manifest.class_names.index(folder.name)
+        files.extend((f, label) for f in sorted(folder.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"no images under {split}")
+    random.Random(seed).shuffle(files)
+    files = files[:limit]
+    rows, labels = [], []
+    for path, label in files:
+        try:
+            with Image.open(path) as image:
+                rows.append(preprocess(image, manifest))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DatasetError(f"unreadable image {path}: {exc}") from None
+        labels.append(label)
+    return ImagePool(np.stack(rows), np.asarray(labels, dtype=np.int64), tuple(str(p) for p, _ in files))

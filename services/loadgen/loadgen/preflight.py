@@ -1,0 +1,168 @@
+"""Everything checked before the first request of the load: the manifest, the images, the server and
+the model, and one idle pass over the pool that gives each image's answer at rest.
+
+Each problem is an ``ImgbenchError`` that says what was wrong and what to do, raised before any load:
+an unreachable target, an unknown model, a malformed manifest, a missing dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from imgbench.errors import ImgbenchError
+from imgbench.manifest import Manifest, load_manifest
+from imgbench.paths import ModelRepository
+from loadgen.backends import HealthSender, InferenceSender, Sender, error_code, make_client
+from loadgen.images import ImagePool, load_pool
+from loadgen.options import LoadOptions
+
+log = logging.getLogger(__name__)
+
+MAX_PREPARED_REQUESTS = 64
+"""Distinct prepared requests per user: enough variety, bounded memory at large batches."""
+POLL_S = 0.5
+
+
+@dataclass
+class Prepared:
+    """What every user of this process builds its sender from."""
+
+    options: LoadOptions
+    manifest: Manifest | None = None
+    pool: ImagePool | None = None
+    server: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """Recorded with the results: pool size, images kept, accuracy at rest, server metadata."""
+
+    def new_sender(self) -> Sender:
+        """One sender (one channel) per user, as independent clients would have."""
+        o = self.options
+        if o.backend == "health":
+            return HealthSender(o.target, o.deadline)
+        assert self.pool is not None
+        client = make_client(o.backend, o.target, o.model_repository, o.deadline, o.auth_token)
+        count = max(1, min(MAX_PREPARED_REQUESTS, len(self.pool) // o.batch_size))
+        return InferenceSender(client, o.model, self.pool.batches(o.batch_size, count))
+
+
+def _wait(probe: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if probe():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+
+
+def prepare(options: LoadOptions, calibrate: bool = True) -> Prepared:
+    """Check everything and build the image pool. ``calibrate=False`` (the master of a distributed run)
+    checks the manifest and the server without loading images."""
+    if options.backend == "health":
+        return _prepare_health(options)
+    repository = ModelRepository(options.model_repository)
+    manifest = load_manifest(repository.manifest_path(options.model))
+    prepared = Prepared(options, manifest)
+    pool = load_pool(manifest, options.dataset, options.images, options.seed) if calibrate else None
+    client = make_client(
+        options.backend, options.target, options.model_repository, options.deadline, options.auth_token
+    )
+    try:
+        if not _wait(client.ready, options.preflight_timeout):
+            raise ImgbenchError(
+                f"{options.backend} at {options.target} did not answer in {options.preflight_timeout:g} s: "
+                f"is it running (`imgbench stack up {options.backend}`), and is --target right?"
+            )
+        if not _wait(lambda: client.ready(options.model), min(options.preflight_timeout, 10.0)):
+            reason = _metadata_error(client, options.model)
+            raise ImgbenchError(
+                f"{options.backend} at {options.target} does not serve model {options.model!r}"
+                f"{': ' + reason if reason else ''}; is it in the server's model repository?"
+            )
+        prepared.server = str(_safe_metadata(client, options.model).get("server", options.backend))
+        if pool is not None:
+            prepared.pool = _calibrate(client, options, pool, prepared.facts)
+    finally:
+        client.close()
+    prepared.facts.update(server=prepared.server, manifest_version=manifest.version)
+    return prepared
+
+
+def _prepare_health(options: LoadOptions) -> Prepared:
+    if not options.target:
+        raise ImgbenchError("--target is required for --backend health (host:port of a gRPC health service)")
+    sender = HealthSender(options.target, min(options.deadline, 5.0))
+    try:
+
+        def probe() -> bool:
+            try:
+                sender.send(0)
+                return True
+            except Exception:
+                return False
+
+        if not _wait(probe, options.preflight_timeout):
+            raise ImgbenchError(
+                f"no gRPC health service answered at {options.target} within {options.preflight_timeout:g} s"
+            )
+    finally:
+        sender.close()
+    return Prepared(options, server="grpc.health.v1")
+
+
+def _metadata_error(client: Any, model: str) -> str:
+    try:
+        client.metadata(model)
+    except Exception as exc:
+        return f"{error_code(exc)}: {getattr(exc, 'server_message', exc)}"
+    return ""
+
+
+def _safe_metadata(client: Any, model: str) -> dict[str, Any]:
+    try:
+        return dict(client.metadata(model))
+    except Exception:
+        return {}
+
+
+def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[str, Any]) -> ImagePool:
+    """Each pool image's answer at rest. Images the idle server gets wrong are dropped (unless
+    --keep-misclassified), so that under load every wrong answer is a fault, not the model's error rate."""
+    b = options.batch_size
+    predicted = np.empty(len(pool), dtype=np.int64)
+    for start in range(0, len(pool), b):
+        index = np.arange(start, start + b) % len(pool)
+        try:
+            logits = client.infer(options.model, np.ascontiguousarray(pool.images[index]))
+        except Exception as exc:
+            raise ImgbenchError(
+                f"{options.backend} at {options.target} failed an idle request for {options.model!r} "
+                f"at batch {b}: {exc}"
+            ) from None
+        predicted[index] = np.argmax(logits, axis=1)
+    right = predicted == pool.labels
+    kept = pool if options.keep_misclassified else pool.subset(right)
+    facts.update(
+        pool_images=len(pool),
+        pool_kept=len(kept),
+        accuracy_at_rest=round(float(right.mean()), 6),
+        misclassified_at_rest=int((~right).sum()),
+    )
+    log.info(
+        "preflight: %s serves %s; %d/%d pool images answered right at rest",
+        options.backend,
+        options.model,
+        int(right.sum()),
+        len(pool),
+    )
+    if len(kept) < b:
+        raise ImgbenchError(
+            f"only {len(kept)} of {len(pool)} images were answered right at rest, less than a batch of {b}: "
+            "is this the model's dataset? (--keep-misclassified sends them anyway)"
+        )
+    return kept

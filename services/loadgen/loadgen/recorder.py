@@ -1,0 +1,140 @@
+"""Lossless latency recording: one HdrHistogram per load point for the measured window (warm-up
+excluded) and one per label set for the Prometheus exporter (everything), plus outcome counters and a
+per-second timeline that shows when errors happened.
+
+Workers send what they recorded since their last report (``drain``) to the master, which adds it
+(``merge``): HdrHistograms add exactly, so merged percentiles are those of all requests together.
+
+    >>> recorder = Recorder()
+    >>> recorder.record("users=1", measured=True, elapsed_s=3.2, latency_s=0.004, outcome="ok", images=1)
+    >>> recorder.points["users=1"].histogram.get_value_at_percentile(50)
+    4001
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hdrh.histogram import HdrHistogram
+
+Outcome = Literal["ok", "incorrect", "error"]
+
+# Microseconds from 1 µs to 1 h at 3 significant digits: 0.1% resolution at any latency.
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000
+SIGNIFICANT_DIGITS = 3
+TIMELINE_BUCKET_S = 1.0
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def to_us(seconds: float) -> int:
+    return min(max(round(seconds * 1e6), LOWEST_US), HIGHEST_US)
+
+
+@dataclass
+class Tally:
+    """What happened to a set of requests: latencies of answered ones, counts of the rest."""
+
+    histogram: HdrHistogram = field(default_factory=new_histogram)
+    latency_sum_s: float = 0.0
+    requests: int = 0
+    incorrect: int = 0
+    images: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def add(self, latency_s: float | None, outcome: Outcome, images: int, code: str | None) -> None:
+        self.requests += 1
+        self.images += images
+        if outcome == "error":
+            self.errors[code or "UNKNOWN"] += 1
+            return
+        # An incorrect answer was still served: its latency is real and belongs in the distribution.
+        if latency_s is not None:
+            self.histogram.record_value(to_us(latency_s))
+            self.latency_sum_s += latency_s
+        if outcome == "incorrect":
+            self.incorrect += 1
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "histogram": self.histogram.encode().decode("ascii") if self.histogram.get_total_count() else "",
+            "latency_sum_s": self.latency_sum_s,
+            "requests": self.requests,
+            "incorrect": self.incorrect,
+            "images": self.images,
+            "errors": dict(self.errors),
+        }
+
+    def merge(self, encoded: dict[str, Any]) -> None:
+        if encoded["histogram"]:
+            self.histogram.decode_and_add(encoded["histogram"].encode("ascii"))
+        self.latency_sum_s += encoded["latency_sum_s"]
+        self.requests += encoded["requests"]
+        self.incorrect += encoded["incorrect"]
+        self.images += encoded["images"]
+        self.errors.update(encoded["errors"])
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+@dataclass
+class Recorder:
+    """Everything one process (or, on the master, all workers together) recorded in a run."""
+
+    points: dict[str, Tally] = field(default_factory=dict)
+    """Measured window of each load point, by the point's label."""
+    exported: dict[tuple[str, str, str], Tally] = field(default_factory=dict)
+    """All requests by (backend, model, batch_size): the Prometheus exporter reads these."""
+    timeline: dict[int, Counter[str]] = field(default_factory=dict)
+    """Second of the run -> outcome counts (``ok``, ``incorrect``, error codes)."""
+
+    def record(
+        self,
+        point: str,
+        *,
+        measured: bool,
+        elapsed_s: float,
+        latency_s: float | None,
+        outcome: Outcome,
+        images: int,
+        code: str | None = None,
+        labels: tuple[str, str, str] = ("", "", ""),
+    ) -> None:
+        if measured:
+            self.points.setdefault(point, Tally()).add(latency_s, outcome, images, code)
+        self.exported.setdefault(labels, Tally()).add(latency_s, outcome, images, code)
+        second = int(max(elapsed_s, 0.0) // TIMELINE_BUCKET_S)
+        self.timeline.setdefault(second, Counter())[code if outcome == "error" else outcome] += 1
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "points": {label: tally.encode() for label, tally in self.points.items()},
+            "exported": [[list(labels), tally.encode()] for labels, tally in self.exported.items()],
+            "timeline": {str(second): dict(counts) for second, counts in self.timeline.items()},
+        }
+
+    def drain(self) -> dict[str, Any]:
+        """What was recorded since the last drain, encoded; the local state starts again empty."""
+        encoded = self.encode()
+        self.points, self.exported, self.timeline = {}, {}, {}
+        return encoded
+
+    def merge(self, encoded: dict[str, Any]) -> None:
+        for label, tally in encoded["points"].items():
+            self.points.setdefault(label, Tally()).merge(tally)
+        for labels, tally in encoded["exported"]:
+            key = (str(labels[0]), str(labels[1]), str(labels[2]))
+            self.exported.setdefault(key, Tally()).merge(tally)
+        for second, counts in encoded["timeline"].items():
+            self.timeline.setdefault(int(second), Counter()).update(counts)
+
+    def reset_run(self) -> None:
+        """A new test in the same process (web UI): results start again, exported totals go on."""
+        self.points, self.timeline = {}, {}

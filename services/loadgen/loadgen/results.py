@@ -1,0 +1,166 @@
+"""Results of one run: a row per load point (n, percentiles, throughput, errors, incorrect answers) for
+the measured window only, the run's configuration, the hardware, and what happened over time
+(error bursts and whether the server recovered). Written as ``<run_id>.json`` and ``<run_id>.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import socket
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from imgbench.atomic import atomic_write_text
+from loadgen.plan import LoadPlan
+from loadgen.recorder import Recorder, Tally
+
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+CSV_FIELDS = [
+    "run_id", "backend", "server", "model", "batch_size", "mode", "arrivals", "point", "users", "target_rate",
+    "n", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "throughput_rps",
+    "images_per_s", "requests", "errors", "error_codes", "incorrect", "window_s", "slo_ms", "p99_within_slo",
+    "cpu", "cores", "hostname",
+]  # fmt: skip
+
+
+def hardware() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for package in ("locust", "grpcio", "hdrhistogram", "prometheus-client", "tritonclient", "imgbench"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cpu_affinity": len(psutil.Process().cpu_affinity() or []),
+        "memory_bytes": psutil.virtual_memory().total,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def summarize(tally: Tally, window_s: float) -> dict[str, Any]:
+    h = tally.histogram
+    n = h.get_total_count()
+    row: dict[str, Any] = {"n": n}
+    for name, q in PERCENTILES.items():
+        row[f"{name}_ms"] = round(h.get_value_at_percentile(q) / 1000, 3) if n else None
+    row["max_ms"] = round(h.get_max_value() / 1000, 3) if n else None
+    row["mean_ms"] = round(tally.latency_sum_s / n * 1000, 3) if n else None
+    row["throughput_rps"] = round(n / window_s, 3) if window_s > 0 else None
+    row["images_per_s"] = round(tally.images / window_s, 3) if window_s > 0 else None
+    row["requests"] = tally.requests
+    row["errors"] = tally.error_count
+    row["error_codes"] = dict(sorted(tally.errors.items()))
+    row["incorrect"] = tally.incorrect
+    row["window_s"] = round(window_s, 3)
+    return row
+
+
+def error_bursts(timeline: dict[int, Any]) -> list[dict[str, Any]]:
+    """Consecutive seconds with errors, each with its codes and whether answers came back after it."""
+    bursts: list[dict[str, Any]] = []
+    for second in sorted(timeline):
+        counts = timeline[second]
+        errors = {code: n for code, n in counts.items() if code not in ("ok", "incorrect")}
+        if not errors:
+            continue
+        if bursts and bursts[-1]["to_s"] == second:
+            burst = bursts[-1]
+        else:
+            burst = {"from_s": second, "to_s": second, "errors": 0, "codes": {}}
+            bursts.append(burst)
+        burst["to_s"] = second + 1
+        burst["errors"] += sum(errors.values())
+        for code, n in errors.items():
+            burst["codes"][code] = burst["codes"].get(code, 0) + n
+    for burst in bursts:
+        burst["answers_after"] = sum(
+            counts.get("ok", 0) + counts.get("incorrect", 0)
+            for s, counts in timeline.items()
+            if s >= burst["to_s"]
+        )
+        burst["recovered"] = burst["answers_after"] > 0
+    return bursts
+
+
+def build(
+    *,
+    run_id: str,
+    config: dict[str, Any],
+    plan: LoadPlan,
+    recorder: Recorder,
+    elapsed_s: float,
+    preflight: dict[str, Any],
+    stop_reason: str,
+) -> dict[str, Any]:
+    hw = hardware()
+    rows = []
+    for step in plan.steps:
+        start, end = plan.measured_window(step)
+        window = max(0.0, min(end, elapsed_s) - start)
+        tally = recorder.points.get(step.label, Tally())
+        row = {
+            "run_id": run_id,
+            "backend": config["backend"],
+            "server": preflight.get("server", config["backend"]),
+            "model": config["model"],
+            "batch_size": config["batch_size"],
+            "mode": plan.mode,
+            "arrivals": config["arrivals"] if plan.mode == "open" else "",
+            "point": step.label,
+            "users": step.users,
+            "target_rate": step.rate,
+            **summarize(tally, window),
+            "slo_ms": round(config["slo"] * 1000, 3),
+        }
+        row["p99_within_slo"] = (
+            row["p99_ms"] is not None and row["p99_ms"] <= row["slo_ms"] and row["errors"] == 0
+        )
+        row.update(cpu=hw["cpu"], cores=hw["cores"], hostname=hw["hostname"])
+        rows.append(row)
+    timeline = {s: dict(c) for s, c in sorted(recorder.timeline.items())}
+    return {
+        "run_id": run_id,
+        "stop_reason": stop_reason,
+        "elapsed_s": round(elapsed_s, 3),
+        "config": config,
+        "plan": plan.describe(),
+        "preflight": preflight,
+        "hardware": hw,
+        "rows": rows,
+        "faults": {"error_bursts": error_bursts(timeline)},
+        "timeline": {str(s): c for s, c in timeline.items()},
+    }
+
+
+def write(results: dict[str, Any], results_dir: Path) -> tuple[Path, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = results_dir / f"{results['run_id']}.json"
+    csv_path = results_dir / f"{results['run_id']}.csv"
+    atomic_write_text(json_path, json.dumps(results, indent=2, default=str) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in results["rows"]:
+        writer.writerow({**row, "error_codes": json.dumps(row["error_codes"])})
+    atomic_write_text(csv_path, buffer.getvalue())
+    return json_path, csv_path
