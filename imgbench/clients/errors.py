@@ -38,7 +38,7 @@ STATUS_REWRITES: tuple[StatusRewrite, ...] = (
     StatusRewrite(
         "torchserve",
         grpc.StatusCode.INTERNAL,
-        re.compile(r"model (version )?not found|not found|no model", re.IGNORECASE),
+        re.compile(r"not found|does not exist", re.IGNORECASE),
         grpc.StatusCode.NOT_FOUND,
     ),
     # Triton answers an unknown model or version with UNAVAILABLE/INVALID_ARGUMENT depending on the path.

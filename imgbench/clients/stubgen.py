@@ -33,6 +33,7 @@ TORCHSERVE_PROTOS = {
     "inference.proto": "torchserve/inference.proto",
     "management.proto": "torchserve/management.proto",
 }
+STATUS_PROTO = "google/rpc/status.proto"
 # Shipped by the protobuf runtime or googleapis-common-protos: never generated, never rewritten.
 RUNTIME_PREFIXES = ("google/protobuf/", "google/rpc/")
 
@@ -67,6 +68,9 @@ def _extract_torchserve(jar: Path, proto_root: Path) -> list[str]:
             text = archive.read(members[base]).decode()
             (proto_root / target).parent.mkdir(parents=True, exist_ok=True)
             (proto_root / target).write_text(text)
+        # Imported by inference.proto; compiled against, not generated (googleapis-common-protos has it).
+        (proto_root / STATUS_PROTO).parent.mkdir(parents=True, exist_ok=True)
+        (proto_root / STATUS_PROTO).write_bytes(archive.read(STATUS_PROTO))
     return list(TORCHSERVE_PROTOS.values())
 
 

@@ -86,19 +86,24 @@ def _pushgateway(ctx: StackContext) -> LaunchPlan:
     )
 
 
+def _model_server_specs() -> list[ServiceSpec]:
+    # Imported here: model_servers imports this module for LaunchPlan/StackContext.
+    from imgbench.stack.model_servers import BUILDERS
+
+    return [ServiceSpec(name, description, build) for name, (description, build) in BUILDERS.items()]
+
+
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
         ServiceSpec("prometheus", "Prometheus, scraping every service of the stack", _prometheus),
         ServiceSpec("pushgateway", "Prometheus Pushgateway, for metrics of short runs", _pushgateway),
+        *_model_server_specs(),
     )
 }
 
 # Built but not yet startable natively; `stack up` names them instead of failing obscurely.
 PLANNED_SERVICES = {
-    "torchserve": "TorchServe (issue: serving)",
-    "triton": "Triton (issue: serving)",
-    "tfserving": "TF Serving stand-in (issue: serving)",
     "loadgen": "Locust load generator (issue: loadgen)",
 }
 
