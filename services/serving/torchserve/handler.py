@@ -1,0 +1,163 @@
+"""TorchServe handler for imgbench's PyTorch models: batched TorchScript inference on NumPy tensors.
+
+Wire format (the contract with the load generator; see shared/ARCHITECTURE.md):
+
+- Request: the body of input key ``data`` (TorchServe's gRPC ``PredictionsRequest.input["data"]``, or
+  the raw HTTP body of ``POST /predictions/<model>`` sent as ``application/octet-stream``) is a NumPy
+  ``.npy`` file, i.e. the bytes ``np.save`` writes, holding a C-order ``float32`` array shaped
+  ``[N, 3, H, W]`` (NCHW, already normalized with the manifest's mean/std). ``N`` ≥ 1; ``H``/``W``
+  must equal the model's image size. A single image may be sent as ``[3, H, W]``.
+- Response: one per request, the ``.npy`` bytes of a ``float32`` array ``[N, num_classes]`` of logits
+  (softmax is left to the client).
+- Errors: a request that is not ``.npy``, has another dtype, rank, channel count or image size, or
+  more than ``max_rows`` images gets a 4xx error for that request only (``PredictionException``, code
+  400 or 413); the other requests of the batch are answered and the worker keeps running.
+
+Batching: TorchServe collects up to ``batchSize`` requests for at most ``maxBatchDelay`` ms (both in
+the archive's model-config.yaml). The handler concatenates the valid requests of a batch into one
+forward pass and splits the logits back per request; a request of N images counts as N rows.
+
+The model's expected input comes from ``model_meta.json``, which the trainer puts in the archive.
+Self-contained on purpose: numpy, torch and ts only (the official TorchServe image has no imgbench).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    from ts.utils.util import PredictionException
+except ImportError:  # unit tests run without TorchServe installed
+
+    class PredictionException(Exception):  # type: ignore[no-redef]
+        def __init__(self, message: str, error_code: int = 500):
+            super().__init__(message)
+            self.message = message
+            self.error_code = error_code
+
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "model_meta.json"
+NPY_MAGIC = b"\x93NUMPY"
+
+
+class RequestError(ValueError):
+    """A client's request is malformed; ``status`` is the HTTP code it maps to."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def decode_request(body: Any, channels: int, height: int, width: int, max_rows: int) -> np.ndarray:
+    """The float32 NCHW array in one request body, or ``RequestError`` saying what is wrong with it."""
+    if isinstance(body, dict):  # TorchServe hands over {"data": ...} or {"body": ...}
+        body = body.get("data", body.get("body"))
+    if isinstance(body, bytearray | memoryview):
+        body = bytes(body)
+    if not isinstance(body, bytes) or not body.startswith(NPY_MAGIC):
+        raise RequestError("request body must be a NumPy .npy file (np.save bytes) in input 'data'")
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except ValueError as exc:
+        raise RequestError(f"unreadable .npy body: {exc}") from None
+    if array.dtype != np.float32:
+        raise RequestError(f"dtype must be float32, got {array.dtype}")
+    if array.ndim == 3:
+        array = array[None]
+    expected = (channels, height, width)
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected or array.shape[0] < 1:
+        raise RequestError(
+            f"shape must be [N, {channels}, {height}, {width}] with N >= 1, got {list(array.shape)}"
+        )
+    if array.shape[0] > max_rows:
+        raise RequestError(f"{array.shape[0]} images in one request; at most {max_rows}", status=413)
+    return np.ascontiguousarray(array)
+
+
+def encode_logits(logits: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(logits, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+class ImgbenchHandler:
+    """TorchServe custom handler (``initialize`` + ``handle``), no BaseHandler needed."""
+
+    def __init__(self) -> None:
+        self.model: torch.jit.ScriptModule | None = None
+        self.meta: dict[str, Any] = {}
+        self.initialized = False
+
+    def initialize(self, context: Any) -> None:
+        # One thread per worker: several workers with all cores each oversubscribe a small machine.
+        torch.set_num_threads(int(os.environ.get("IMGBENCH_TORCH_THREADS", "1")))
+        model_dir = context.system_properties.get("model_dir")
+        serialized = context.manifest["model"]["serializedFile"]
+        with open(os.path.join(model_dir, META_FILE), encoding="utf-8") as handle:
+            self.meta = json.load(handle)
+        self.model = torch.jit.load(os.path.join(model_dir, serialized), map_location="cpu").eval()
+        self.initialized = True
+        logger.info("loaded %s, input %s", self.meta.get("model"), self.meta.get("shape"))
+
+    def handle(self, data: list[Any], context: Any) -> list[Any]:
+        """One response per request: logits .npy bytes, or a per-request error."""
+        _, channels, height, width = self.meta["shape"]
+        max_rows = int(self.meta.get("max_rows", 128))
+        arrays: list[np.ndarray | None] = []
+        errors: dict[int, RequestError] = {}
+        for index, request in enumerate(data):
+            try:
+                arrays.append(decode_request(request, channels, height, width, max_rows))
+            except RequestError as exc:
+                arrays.append(None)
+                errors[index] = exc
+        valid = [a for a in arrays if a is not None]
+        outputs: list[np.ndarray] = []
+        if valid:
+            batch = torch.from_numpy(np.concatenate(valid))
+            with torch.inference_mode():
+                logits = self.model(batch).float().numpy()  # type: ignore[misc]
+            outputs = np.split(logits, np.cumsum([a.shape[0] for a in valid])[:-1])
+        if errors and len(data) == 1:
+            # A batch of one: the exception becomes this request's 4xx answer.
+            error = errors[0]
+            raise PredictionException(str(error), error.status)
+        responses: list[Any] = []
+        results = iter(outputs)
+        for index in range(len(data)):
+            if index in errors:
+                # TorchServe answers the whole batch with one code if we raise, so a bad request among
+                # good ones gets its error as the response body; context sets its status alone.
+                self._set_status(context, index, errors[index])
+                responses.append(json.dumps({"code": errors[index].status, "error": str(errors[index])}))
+            else:
+                responses.append(encode_logits(next(results)))
+        return responses
+
+    @staticmethod
+    def _set_status(context: Any, index: int, error: RequestError) -> None:
+        # Older TorchServe contexts lack per-request status; the JSON body still says what went wrong.
+        with contextlib.suppress(AttributeError, TypeError):
+            context.set_response_status(code=error.status, phrase=str(error), idx=index)
+
+
+_service = ImgbenchHandler()
+
+
+def handle(data: list[Any] | None, context: Any) -> list[Any] | None:
+    """TorchServe's module-level entry point."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)
