@@ -1,0 +1,236 @@
+"""docker-compose.yml, statically: it validates with docker-compose (no engine needed), uses the
+ports of imgbench/ports.py, pins images, health-checks long-running services, orders one-shot jobs
+before the servers, keeps GPUs to the `gpu` profile, and every image it builds runs the same entry
+point as the native stack."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from deploy_support import COMPOSE_FILE, ROOT, run, tool
+
+from imgbench.ports import DEFAULT_PORTS
+
+ONE_SHOT = {"volumes-init", "dataset", "trainer-pt", "trainer-tf", "trainer-pt-gpu", "trainer-tf-gpu"}
+# compose service -> imgbench/ports.py service whose ports it uses
+PORT_SERVICE = {
+    "torchserve": "torchserve",
+    "tfserving": "tfserving",
+    "triton": "triton",
+    "triton-gpu": "triton",
+    "loadgen": "loadgen",
+    "prometheus": "prometheus",
+    "pushgateway": "pushgateway",
+    "grafana": "grafana",
+}
+NEVER_PUBLISHED = {("torchserve", "management"), ("torchserve", "grpc_management")}
+GPU_SERVICES = {"trainer-pt-gpu", "trainer-tf-gpu", "triton-gpu"}
+
+
+def _services(compose: dict) -> dict[str, dict]:
+    return compose["services"]
+
+
+def _published(service: dict) -> list[tuple[str, int, int]]:
+    """(host address, host port, container port) of each ``ports`` entry."""
+    result = []
+    for entry in service.get("ports", []):
+        parts = str(entry).split(":")
+        assert len(parts) == 3, f"publish with an explicit address (127.0.0.1:HOST:CONTAINER): {entry}"
+        result.append((parts[0], int(parts[1]), int(parts[2])))
+    return result
+
+
+def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    docker_compose = tool("docker-compose", "run scripts/setup.sh (Debian package 'docker-compose')")
+    for args in ([], ["--profile", "gpu"]):
+        result = run([docker_compose, "-f", str(COMPOSE_FILE), *args, "config", "-q"])
+        assert result.returncode == 0, result.stderr
+    services = run([docker_compose, "-f", str(COMPOSE_FILE), "config", "--services"])
+    assert services.returncode == 0, services.stderr
+    assert {"dataset", "torchserve", "tfserving", "triton", "loadgen", "grafana"} <= set(
+        services.stdout.split()
+    )
+
+
+def test_ports_are_those_of_imgbench_ports(compose: dict) -> None:
+    for name, service in _services(compose).items():
+        published = _published(service)
+        if name not in PORT_SERVICE:
+            assert not published, f"{name} publishes ports but has none in imgbench/ports.py"
+            continue
+        expected = DEFAULT_PORTS[PORT_SERVICE[name]]
+        by_container_port = {port: port_name for port_name, port in expected.items()}
+        for address, host_port, container_port in published:
+            assert address == "127.0.0.1", f"{name}: publish on 127.0.0.1 only, not {address}"
+            assert container_port in by_container_port, (
+                f"{name}: container port {container_port} is not in imgbench/ports.py {dict(expected)}"
+            )
+            assert (PORT_SERVICE[name], by_container_port[container_port]) not in NEVER_PUBLISHED, (
+                f"{name}: management port {container_port} must stay inside the compose network"
+            )
+            if name in PORT_SERVICE and not name.endswith("-gpu"):
+                assert host_port == container_port, f"{name}: host port {host_port} != {container_port}"
+        client_ports = {p for n, p in expected.items() if (PORT_SERVICE[name], n) not in NEVER_PUBLISHED}
+        assert {c for _, _, c in published} == client_ports, f"{name}: publish every client port"
+
+
+def test_images_are_pinned(compose: dict) -> None:
+    for name, service in _services(compose).items():
+        image = service.get("image")
+        assert image, f"{name}: name the image (built ones too, so they are tagged)"
+        repository, _, tag = image.rpartition(":")
+        assert repository and "/" not in tag, f"{name}: image {image} has no tag"
+        assert tag != "latest", f"{name}: image {image} is not pinned"
+
+
+def test_long_running_services_have_healthchecks(compose: dict) -> None:
+    for name, service in _services(compose).items():
+        if name in ONE_SHOT:
+            assert service.get("restart", "no") == "no", f"{name}: a one-shot job must not restart"
+            continue
+        check = service.get("healthcheck")
+        assert check and check.get("test"), f"{name}: long-running services need a healthcheck"
+        assert service.get("restart") == "unless-stopped", name
+
+
+def test_servers_wait_for_the_trainers(compose: dict) -> None:
+    services = _services(compose)
+    expected = {
+        "torchserve": {"trainer-pt"},
+        "tfserving": {"trainer-tf"},
+        "triton": {"trainer-pt", "trainer-tf"},
+        "triton-gpu": {"trainer-pt-gpu", "trainer-tf-gpu"},
+        "trainer-pt": {"dataset"},
+        "trainer-tf": {"dataset"},
+        "dataset": {"volumes-init"},
+    }
+    for name, jobs in expected.items():
+        depends = services[name]["depends_on"]
+        for job in jobs:
+            assert depends[job]["condition"] == "service_completed_successfully", (name, job)
+    for server in ("torchserve", "tfserving", "triton"):
+        assert services["loadgen"]["depends_on"][server]["condition"] == "service_healthy"
+
+
+def test_gpu_only_in_the_gpu_profile(compose: dict) -> None:
+    for name, service in _services(compose).items():
+        devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
+        if name in GPU_SERVICES:
+            assert service.get("profiles") == ["gpu"], name
+            assert devices and devices[0]["capabilities"] == ["gpu"], f"{name}: reserve the GPU"
+        else:
+            assert not service.get("profiles"), f"{name}: CPU services run without a profile"
+            assert not devices, f"{name}: only gpu-profile services reserve devices"
+
+
+def test_named_volumes_for_models_and_data(compose: dict) -> None:
+    assert {"model-repository", "dataset"} <= set(compose["volumes"])
+    services = _services(compose)
+    for server in ("torchserve", "tfserving", "triton", "triton-gpu"):
+        assert "model-repository:/models:ro" in services[server]["volumes"], server
+    for trainer in ("trainer-pt", "trainer-tf", "trainer-pt-gpu", "trainer-tf-gpu"):
+        assert "model-repository:/models" in services[trainer]["volumes"], trainer
+
+
+def test_torchserve_token_auth_is_on_and_the_key_reaches_the_loadgen(compose: dict) -> None:
+    services = _services(compose)
+    torchserve = services["torchserve"]
+    assert torchserve["environment"]["TS_DISABLE_TOKEN_AUTHORIZATION"] == "false"
+    assert not any("--disable-token" in arg for arg in torchserve["command"])
+    config = (ROOT / "services/serving/torchserve/config.properties").read_text()
+    assert not re.search(r"^\s*disable_token_authorization\s*=\s*true", config, re.M)
+    # key_file.json lands in the working directory: the shared volume the load generator reads.
+    workdir = torchserve["working_dir"]
+    assert f"torchserve-auth:{workdir}" in torchserve["volumes"]
+    for name in ("loadgen", "loadgen-worker"):
+        assert "torchserve-auth:/run/torchserve-auth:ro" in services[name]["volumes"], name
+        key_file = services[name]["environment"]["IMGBENCH_TORCHSERVE_KEY_FILE"]
+        assert key_file == "/run/torchserve-auth/key_file.json", name
+
+
+def test_observability_mounts_the_deploy_files(compose: dict) -> None:
+    services = _services(compose)
+    for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
+        source = mount.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), f"mounted file missing: {source}"
+    grafana_env = services["grafana"]["environment"]
+    assert grafana_env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana_env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+# -- entry points: the image runs what native mode runs -----------------------------------------------
+def _dockerfile_entry(dockerfile: Path) -> list[str]:
+    """The last ENTRYPOINT of ``dockerfile`` (exec form; shell form is split like a shell)."""
+    entry: list[str] | None = None
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    for line in text.splitlines():
+        match = re.match(r"\s*ENTRYPOINT\s+(.*)$", line, re.I)
+        if match:
+            value = match.group(1).strip()
+            entry = json.loads(value) if value.startswith("[") else shlex.split(value)
+    assert entry, f"{dockerfile}: no ENTRYPOINT; compose passes arguments only, so the image needs one"
+    return entry
+
+
+def _signature(argv: list[str]) -> tuple[str, ...]:
+    """What identifies a command across machines: the program (python3.11 -> python) and the
+    module after -m or the locustfile after -f, without directories."""
+    program = Path(argv[0]).name
+    program = "python" if re.fullmatch(r"python[0-9.]*", program) else program
+    rest = argv[1:]
+    for flag in ("-m", "-f", "--locustfile"):
+        if flag in rest:
+            return (program, flag if flag != "--locustfile" else "-f", Path(rest[rest.index(flag) + 1]).name)
+    return (program,)
+
+
+def _native_signature(service: str) -> tuple[str, ...]:
+    if service == "dataset":
+        return ("imgbench",)  # the core CLI ([project.scripts] imgbench = imgbench.cli:main)
+    if service in ("trainer-pt", "trainer-tf"):
+        module = service.replace("-", "_")
+        assert (ROOT / "services" / service / module / "__main__.py").is_file()
+        return ("python", "-m", module)  # `python -m trainer_pt train ...` (ARCHITECTURE.md)
+    if service == "loadgen":
+        from imgbench.stack.services import SERVICES
+
+        if "loadgen" not in SERVICES:
+            pytest.skip("the loadgen is not registered with the native stack runner yet")
+        return _loadgen_native_signature()
+    raise AssertionError(f"no native command known for {service}")
+
+
+def _loadgen_native_signature() -> tuple[str, ...]:
+    from imgbench.stack.ports import default_port_map
+    from imgbench.stack.services import SERVICES, StackContext
+
+    plan = SERVICES["loadgen"].build(StackContext(Path("/tmp/imgbench-entry-check"), default_port_map()))
+    return _signature(plan.argv)
+
+
+@pytest.mark.parametrize("service", ["dataset", "trainer-pt", "trainer-tf", "loadgen"])
+def test_built_images_run_the_native_entry_point(compose: dict, service: str) -> None:
+    build = _services(compose)[service]["build"]
+    dockerfile = ROOT / build.get("context", ".") / build.get("dockerfile", "Dockerfile")
+    if not dockerfile.is_file():
+        pytest.skip(f"{dockerfile.relative_to(ROOT)} is not written yet")
+    entry = _dockerfile_entry(dockerfile)
+    assert _signature(entry) == _native_signature(service), (
+        f"{dockerfile.relative_to(ROOT)} ENTRYPOINT {entry} is not the native command of {service}"
+    )
+    # compose passes arguments only, so the Dockerfile's ENTRYPOINT is what runs.
+    assert "entrypoint" not in _services(compose)[service], service
+
+
+def test_every_built_image_is_listed() -> None:
+    """Each service Dockerfile in the repository is built by some compose service."""
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    for dockerfile in sorted(ROOT.glob("services/*/Dockerfile")):
+        relative = dockerfile.relative_to(ROOT).as_posix()
+        assert f"dockerfile: {relative}" in text, f"{relative} is not built by docker-compose.yml"
