@@ -93,19 +93,24 @@ def _model_server_specs() -> list[ServiceSpec]:
     return [ServiceSpec(name, description, build) for name, (description, build) in BUILDERS.items()]
 
 
+def _loadgen_spec() -> ServiceSpec:
+    from imgbench.stack import loadgen
+
+    return ServiceSpec("loadgen", loadgen.DESCRIPTION, loadgen.build)
+
+
 SERVICES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (
         ServiceSpec("prometheus", "Prometheus, scraping every service of the stack", _prometheus),
         ServiceSpec("pushgateway", "Prometheus Pushgateway, for metrics of short runs", _pushgateway),
         *_model_server_specs(),
+        _loadgen_spec(),
     )
 }
 
 # Built but not yet startable natively; `stack up` names them instead of failing obscurely.
-PLANNED_SERVICES = {
-    "loadgen": "Locust load generator (issue: loadgen)",
-}
+PLANNED_SERVICES: dict[str, str] = {}
 
 
 def get_spec(name: str) -> ServiceSpec:

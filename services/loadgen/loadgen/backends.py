@@ -1,6 +1,6 @@
-"""The protocols the load generator speaks, as data: which client class of ``imgbench.clients`` and
-which default port. ``health`` is the standard gRPC health check, for measuring the load generator
-itself against a trivial server (the capacity benchmark), with nothing to check in its answers.
+"""The protocols the load generator speaks, as data: the backend name of ``imgbench.clients`` (one
+client class per protocol) and its default port. ``health`` is the standard gRPC health check, for
+measuring the load generator itself against a trivial server (the capacity benchmark), with nothing to check in its answers.
 
 A ``Sender`` sends one prepared request and says whether the answer was right; every protocol's
 difference stays inside the client, which builds the request once, before the load.
@@ -8,7 +8,7 @@ difference stays inside the client, which builds the request once, before the lo
 
 from __future__ import annotations
 
-import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,8 +21,6 @@ from imgbench.ports import LOOPBACK, default_port
 @dataclass(frozen=True)
 class Backend:
     name: str
-    client: str
-    """``module:Class`` of the protocol client; empty for ``health``."""
     port_service: str
     description: str
 
@@ -30,19 +28,21 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     b.name: b
     for b in (
-        Backend(
-            "torchserve", "imgbench.clients.torchserve:TorchServeClient", "torchserve", "TorchServe gRPC"
-        ),
-        Backend("triton", "imgbench.clients.triton:TritonClient", "triton", "Triton KServe-v2 gRPC"),
-        Backend("tfserving", "imgbench.clients.tfserving:TFServingClient", "tfserving", "TF Serving gRPC"),
-        Backend("health", "", "", "grpc.health.v1 Check (load generator capacity only)"),
+        Backend("torchserve", "torchserve", "TorchServe gRPC"),
+        Backend("triton", "triton", "Triton KServe-v2 gRPC"),
+        Backend("tfserving", "tfserving", "TF Serving gRPC"),
+        Backend("health", "", "grpc.health.v1 Check (load generator capacity only)"),
     )
 }
 
 
 def default_target(backend: str) -> str:
+    """``IMGBENCH_<BACKEND>_HOST`` (compose, Kubernetes) or 127.0.0.1, at the backend's gRPC port."""
     spec = BACKENDS[backend]
-    return f"{LOOPBACK}:{default_port(spec.port_service, 'grpc')}" if spec.port_service else ""
+    if not spec.port_service:
+        return ""
+    host = os.environ.get(f"IMGBENCH_{backend.upper()}_HOST", LOOPBACK)
+    return f"{host}:{default_port(spec.port_service, 'grpc')}"
 
 
 def channel_settings(deadline_s: float) -> Any:
@@ -67,11 +67,11 @@ def channel_settings(deadline_s: float) -> Any:
 
 def make_client(backend: str, target: str, model_repository: Any, deadline_s: float, token: str = "") -> Any:
     """An ``imgbench.clients`` client for ``backend`` (one channel)."""
-    module_name, class_name = BACKENDS[backend].client.split(":")
-    client_class = getattr(importlib.import_module(module_name), class_name)
+    from imgbench.clients import make_client as make_protocol_client
+
     metadata = [("authorization", f"Bearer {token}")] if token else []
-    return client_class(
-        target, model_repository, settings=channel_settings(deadline_s), call_metadata=metadata
+    return make_protocol_client(
+        backend, target, model_repository, settings=channel_settings(deadline_s), call_metadata=metadata
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ def add_arguments(parser: Any) -> None:
         is_secret=True,
         help="Sent as 'authorization: Bearer ...' (TorchServe tokens).",
     )
+    add("--torchserve-key-file", default="", help="TorchServe's key_file.json: its inference key is the token.")
     # how
     add(
         "--mode",
@@ -134,7 +136,7 @@ def add_arguments(parser: Any) -> None:
     )
     add("--metrics-host", default="127.0.0.1", help="Exporter address (0.0.0.0 in containers).")
     add(
-        "--pushgateway",
+        "--pushgateway-url",
         default="",
         help="Pushgateway URL; a headless run pushes its metrics there when it ends.",
     )
@@ -151,6 +153,15 @@ def _numbers(text: str, kind: type, flag: str) -> list[Any]:
         return [kind(part) for part in re.split(r"[,\s]+", text.strip()) if part]
     except ValueError:
         raise ImgbenchError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def _torchserve_token(backend: str, key_file: str) -> str:
+    if backend != "torchserve" or not key_file:
+        return ""
+    try:
+        return str(json.loads(Path(key_file).read_text(encoding="utf-8"))["inference"]["key"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ImgbenchError(f"cannot read TorchServe's inference key from {key_file}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -182,7 +193,7 @@ class LoadOptions:
     run_id: str
     metrics_port: int
     metrics_host: str
-    pushgateway: str
+    pushgateway_url: str
     preflight_timeout: float
 
     @classmethod
@@ -214,7 +225,7 @@ class LoadOptions:
             dataset=Path(parsed.dataset) if parsed.dataset else None,
             images=parsed.images,
             keep_misclassified=parsed.keep_misclassified,
-            auth_token=parsed.auth_token,
+            auth_token=parsed.auth_token or _torchserve_token(backend, parsed.torchserve_key_file),
             mode=parsed.mode,
             users_steps=tuple(users),
             rate_steps=tuple(rates),
@@ -233,7 +244,7 @@ class LoadOptions:
             run_id=parsed.run_id or f"{stamp}-{backend}-{parsed.model or 'health'}-b{parsed.batch_size}",
             metrics_port=parsed.metrics_port,
             metrics_host=parsed.metrics_host,
-            pushgateway=parsed.pushgateway,
+            pushgateway_url=parsed.pushgateway_url,
             preflight_timeout=parsed.preflight_timeout,
         )
         options.plan()  # validate the steps now, before anything starts

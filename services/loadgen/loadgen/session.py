@@ -1,6 +1,12 @@
-"""One process's share of a run, and the Locust event hooks that drive it: options and preflight at
-``init``, the clock at ``test_start``, worker histograms to the master with every stats report, results
-and the Pushgateway push when the run ends.
+"""One process's share of a run, and the Locust event hooks that drive it.
+
+- ``init``: a headless local or master process resolves its options and runs the preflight checks
+  now, so a wrong target, model or manifest fails before any load. A web-UI master may start without
+  a model (it is chosen in the form); a worker gets the master's options with each test.
+- ``test_start``: options re-read (the web UI can change them), preflight where anything changed,
+  the run's clock starts.
+- every worker stats report carries the worker's HdrHistograms to the master, which merges them.
+- the end of the run (``quitting`` headless, ``test_stop`` in the web UI): results, Pushgateway.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from imgbench.errors import ImgbenchError
 from loadgen import exporter, results
 from loadgen.options import LoadOptions
+from loadgen.plan import LoadPlan
 from loadgen.preflight import Prepared, prepare
 from loadgen.recorder import Recorder
 
@@ -29,27 +36,60 @@ MASTER_RESULTS_DELAY_S = 4.0
 class LoadSession:
     """State every user of this process shares: the plan, the recorder, the clock and the bounds."""
 
-    def __init__(self, environment: Environment, options: LoadOptions, prepared: Prepared) -> None:
+    def __init__(self, environment: Environment) -> None:
         self.environment = environment
-        self.options = options
-        self.plan = options.plan()
-        self.prepared = prepared
+        self.options: LoadOptions | None = None
+        self.prepared: Prepared | None = None
         self.recorder = Recorder()
         self.started = time.perf_counter()
-        self.started_wall = time.time()
         self.issued = 0
         self.in_flight = 0
         self.ended_at: float | None = None
         self.stop_reason = "plan completed"
         self.results_written = False
         self.registry: Any = None
+        self._plan: LoadPlan | None = None
+
+    @property
+    def is_master(self) -> bool:
+        return isinstance(self.environment.runner, MasterRunner)
+
+    @property
+    def is_worker(self) -> bool:
+        return isinstance(self.environment.runner, WorkerRunner)
+
+    @property
+    def ready(self) -> bool:
+        return self.prepared is not None
+
+    @property
+    def plan(self) -> LoadPlan:
+        if self._plan is None:
+            raise RuntimeError("no options resolved yet")
+        return self._plan
+
+    # -- configuration -------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Resolve options from Locust's parsed options; prepare again only if what is loaded changed."""
+        options = LoadOptions.from_parsed(self.environment.parsed_options)
+        same = self.options is not None and _load_key(self.options) == _load_key(options)
+        self.options = options
+        self._plan = options.plan()
+        if not (same and self.prepared is not None):
+            self.prepared = None
+            self.prepared = prepare(options, calibrate=not self.is_master)
+        else:
+            self.prepared.options = options
+        if not self.is_worker:
+            # Only this backend's user class runs (the shape also names it on every tick).
+            self.environment.user_classes = [
+                c for c in self.environment.user_classes if getattr(c, "backend", None) == options.backend
+            ] or self.environment.user_classes
 
     # -- clock ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self.plan = self.options.plan()
         self.recorder.reset_run()
         self.started = time.perf_counter()
-        self.started_wall = time.time()
         self.issued, self.ended_at, self.results_written = 0, None, False
         self.stop_reason = "plan completed"
 
@@ -59,6 +99,7 @@ class LoadSession:
     # -- bounds --------------------------------------------------------------------------------
     def may_issue(self) -> bool:
         """Count one more request against --max-requests; False once the bound is reached."""
+        assert self.options is not None
         if self.issued >= self.options.max_requests:
             return False
         self.issued += 1
@@ -79,16 +120,18 @@ class LoadSession:
 
     # -- gauges --------------------------------------------------------------------------------
     def gauges(self) -> tuple[tuple[str, str, str], int, float]:
+        if self.options is None:
+            return ("", "", ""), 0, 0.0
         runner = self.environment.runner
         users = runner.user_count if runner is not None else 0
         rate = 0.0
-        if self.plan.mode == "open" and self.ended_at is None and users:
+        if self.options.mode == "open" and self.ended_at is None and users:
             rate = float(self.plan.point_at(self.elapsed()).rate or 0.0)
         return self.options.labels, users, rate
 
     # -- results -------------------------------------------------------------------------------
     def write_results(self) -> None:
-        if self.results_written:
+        if self.results_written or self.options is None or self.prepared is None:
             return
         self.results_written = True
         elapsed = self.ended_at if self.ended_at is not None else self.elapsed()
@@ -111,6 +154,14 @@ class LoadSession:
         log.info("results: %s, %s", json_path, csv_path)
 
 
+def _load_key(options: LoadOptions) -> tuple[Any, ...]:
+    """What the preflight depends on: when none of it changed, the prepared pool is still right."""
+    return (
+        options.backend, options.model, options.batch_size, options.target, options.model_repository,
+        options.dataset, options.images, options.keep_misclassified, options.seed, options.auth_token,
+    )  # fmt: skip
+
+
 _session: LoadSession | None = None
 
 
@@ -128,61 +179,69 @@ def _fail(message: str) -> None:
 
 def on_init(environment: Environment) -> None:
     global _session
-    runner = environment.runner
-    is_master, is_worker = isinstance(runner, MasterRunner), isinstance(runner, WorkerRunner)
-    try:
-        options = LoadOptions.from_parsed(environment.parsed_options)
-        prepared = prepare(options, calibrate=not is_master)
-    except ImgbenchError as exc:
-        _fail(str(exc))
-        return
-    # Only this backend's user class runs (the shape also names it on every tick).
-    environment.user_classes = [
-        c for c in environment.user_classes if getattr(c, "backend", None) == options.backend
-    ]
-    _session = session = LoadSession(environment, options, prepared)
-    if is_worker:
+    _session = session = LoadSession(environment)
+    headless = bool(environment.parsed_options and environment.parsed_options.headless)
+    if session.is_worker:
         environment.events.report_to_master.add_listener(
             lambda client_id, data: data.__setitem__(REPORT_KEY, session.recorder.drain())
         )
         return
-    if is_master:
+    try:
+        session.configure()
+    except ImgbenchError as exc:
+        if headless:
+            _fail(str(exc))
+            return
+        log.warning("not ready yet (%s); checked again when a test starts from the web UI", exc)
+    if session.is_master:
 
         def on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             if REPORT_KEY in data:
                 session.recorder.merge(data[REPORT_KEY])
 
         environment.events.worker_report.add_listener(on_worker_report)
+    metrics_port = int(getattr(environment.parsed_options, "metrics_port", 0) or 0)
+    slo = float(getattr(environment.parsed_options, "slo", 0.1))
     session.registry = exporter.make_registry(
-        exporter.LoadgenCollector(lambda: session.recorder, session.gauges, options.slo)
+        exporter.LoadgenCollector(lambda: session.recorder, session.gauges, slo)
     )
-    if options.metrics_port:
-        exporter.serve(session.registry, options.metrics_host, options.metrics_port)
+    if metrics_port:
+        exporter.serve(session.registry, environment.parsed_options.metrics_host, metrics_port)
 
 
 def on_test_start(environment: Environment) -> None:
-    current().start()
+    session = current()
+    try:
+        session.configure()
+    except ImgbenchError as exc:
+        log.error("cannot start the load: %s", exc)
+        session.prepared = None
+        if not session.is_worker:
+            gevent.spawn(environment.runner.stop)
+        return
+    session.start()
 
 
 def on_test_stop(environment: Environment) -> None:
     session = current()
     session.ended_at = session.elapsed()
-    if isinstance(environment.runner, WorkerRunner) or environment.parsed_options.headless:
+    if session.is_worker or environment.parsed_options.headless:
         return  # headless runs write at `quitting`, after the workers' final reports
-    if isinstance(environment.runner, MasterRunner):
+    if session.is_master:
         gevent.spawn_later(MASTER_RESULTS_DELAY_S, session.write_results)
     else:
         session.write_results()
 
 
 def on_quitting(environment: Environment) -> None:
-    if _session is None or isinstance(environment.runner, WorkerRunner):
+    if _session is None or _session.is_worker:
         return
     session = current()
     session.write_results()
-    if session.options.pushgateway and environment.parsed_options.headless:
+    options = session.options
+    if options and options.pushgateway_url and environment.parsed_options.headless:
         try:
-            exporter.push(session.registry, session.options.pushgateway, session.options.run_id)
+            exporter.push(session.registry, options.pushgateway_url, options.run_id)
         except OSError as exc:
-            log.error("could not push metrics to %s: %s", session.options.pushgateway, exc)
+            log.error("could not push metrics to %s: %s", options.pushgateway_url, exc)
             environment.process_exit_code = 3

@@ -19,6 +19,8 @@ class PlanShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float, list] | None:
         session = current()
+        if session.options is None:
+            return None  # the preflight failed (logged)
         plan = session.plan
         run_time = self.get_run_time()
         if run_time >= plan.total_s:

@@ -50,7 +50,7 @@ class InferenceUser(User):
         self.next_request = 0
         self.backoff_s = 0.0
         self.schedule_done = False
-        self.request_name = f"{self.backend} {self.session.options.model} b{self.session.options.batch_size}"
+        self.request_name = self.backend
 
     def wait_time(self) -> float:
         """No think time in closed loop (each user is one client at full speed); after an error, a short
@@ -58,7 +58,11 @@ class InferenceUser(User):
         return self.backoff_s
 
     def on_start(self) -> None:
-        self.sender = self.session.prepared.new_sender()
+        session = self.session
+        if session.prepared is None or session.options is None:
+            return  # the preflight failed (logged): this user idles until the run stops
+        self.request_name = f"{self.backend} {session.options.model} b{session.options.batch_size}"
+        self.sender = session.prepared.new_sender()
         # Users start at different prepared requests, so a batch is not sent by everyone at once.
         self.next_request = random.Random(id(self)).randrange(1 << 16)
 
@@ -68,7 +72,9 @@ class InferenceUser(User):
 
     @task
     def load(self) -> None:
-        if self.session.plan.mode == "closed":
+        if self.sender is None:
+            self.backoff_s = 1.0
+        elif self.session.plan.mode == "closed":
             self.closed_loop_request()
         else:
             self.open_loop_schedule()
@@ -84,6 +90,7 @@ class InferenceUser(User):
     # -- open loop -----------------------------------------------------------------------------
     def open_loop_schedule(self) -> None:
         session, plan, options = self.session, self.session.plan, self.session.options
+        assert options is not None
         if self.schedule_done:
             self.backoff_s = 0.5
             return
@@ -131,7 +138,7 @@ class InferenceUser(User):
             self.report(origin, None, "error", "UNFINISHED", Unfinished("cut off by the end of the run"), 0)
             raise
         except Exception as exc:
-            self.backoff_s = session.options.error_backoff
+            self.backoff_s = session.options.error_backoff if session.options else 1.0
             self.report(origin, time.perf_counter() - origin, "error", error_code(exc), exc, 0)
         else:
             latency = time.perf_counter() - origin
@@ -163,7 +170,7 @@ class InferenceUser(User):
         session = self.session
         elapsed = session.elapsed(origin)
         step = session.plan.point_at(elapsed)
-        images = session.prepared.options.batch_size if self.sender and self.sender.images_per_request else 0
+        images = self.sender.images_per_request if self.sender else 0
         session.recorder.record(
             step.label,
             measured=session.plan.measured(elapsed),
@@ -172,7 +179,7 @@ class InferenceUser(User):
             outcome=outcome,
             images=images,
             code=code,
-            labels=session.options.labels,
+            labels=session.options.labels if session.options else ("", "", ""),
         )
         self.environment.events.request.fire(
             request_type="grpc",

@@ -1,0 +1,61 @@
+"""The load generator as a stack service: Locust from the loadgen venv (``python -m loadgen``, the
+container's entry point), its web UI and Prometheus exporter on this stack's ports, pointed at this
+stack's model server, model repository and Pushgateway.
+
+Stack options (``Stack(options=...)``):
+- ``loadgen.backend``: torchserve | triton | tfserving (default triton); the target is that service's
+  gRPC port in this stack;
+- ``loadgen.args``: more loadgen/Locust arguments, e.g. ``--headless --model pt_resnet18 --mode open``.
+Without ``--headless`` the web UI waits for a test to be started (http://127.0.0.1:8089).
+Ready when the exporter answers, which is after the preflight checks passed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from imgbench.errors import StackError
+from imgbench.paths import project_root, venv_bin
+from imgbench.ports import LOOPBACK
+from imgbench.stack.readiness import http_ok
+from imgbench.stack.services import LaunchPlan, StackContext
+
+BACKEND_OPTION = "loadgen.backend"
+ARGS_OPTION = "loadgen.args"
+DESCRIPTION = "Locust load generator (gRPC users, HdrHistogram results, Prometheus exporter)"
+
+
+def build(ctx: StackContext) -> LaunchPlan:
+    python = venv_bin("loadgen") / "python"
+    if not python.exists():
+        raise StackError(f"the loadgen venv is missing ({python}); run `scripts/setup.sh loadgen`")
+    backend = ctx.options.get(BACKEND_OPTION, "triton")
+    ports = ctx.ports["loadgen"]
+    workdir = ctx.service_dir("loadgen")
+    env = {"PYTHONUNBUFFERED": "1", "IMGBENCH_BACKEND": backend}
+    if backend in ctx.ports and "grpc" in ctx.ports[backend]:
+        env["IMGBENCH_TARGET"] = f"{LOOPBACK}:{ctx.ports[backend]['grpc']}"
+    if ctx.model_repository is not None:
+        env["IMGBENCH_MODEL_REPOSITORY"] = str(Path(ctx.model_repository).resolve())
+    if "pushgateway" in ctx.ports:
+        env["IMGBENCH_PUSHGATEWAY_URL"] = f"http://{LOOPBACK}:{ctx.ports['pushgateway']['http']}"
+    key_file = ctx.run_dir / "torchserve" / "key_file.json"
+    if backend == "torchserve" and key_file.exists():
+        env["IMGBENCH_TORCHSERVE_KEY_FILE"] = str(key_file)
+    argv = [
+        str(python), "-m", "loadgen",
+        "--web-host", LOOPBACK, "--web-port", str(ports["web"]),
+        "--metrics-host", LOOPBACK, "--metrics-port", str(ports["metrics"]),
+        "--results-dir", str(workdir / "results"),
+        *shlex.split(ctx.options.get(ARGS_OPTION, "")),
+    ]  # fmt: skip
+    return LaunchPlan(
+        argv=argv,
+        ready=http_ok(f"http://{LOOPBACK}:{ports['metrics']}/metrics"),
+        env=env,
+        cwd=project_root(),
+        # The preflight waits up to 30 s for the server and sends every pool image once.
+        startup_timeout_s=120.0,
+        stop_timeout_s=15.0,
+    )
