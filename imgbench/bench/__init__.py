@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): each writes JSON to benchmarks/results/ and its section of docs/benchmarks.md."""

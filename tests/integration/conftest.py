@@ -1,0 +1,196 @@
+"""Shared fixtures of the serving tests: digits models trained once per session by the real trainers
+(each in its own venv), the three model servers started once by the native stack runner on free
+ports, and in-process reference logits computed in the matching venv.
+
+Set IMGBENCH_TEST_MODEL_REPOSITORY (and IMGBENCH_TEST_DATASET) to reuse an already trained
+repository instead of training (a fresh copy is served, so the version tests cannot spoil it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgbench.clients import InferenceClient, make_client
+from imgbench.clients.images import load_eval_batch
+from imgbench.manifest import Manifest, load_manifest
+from imgbench.paths import ModelRepository, project_root, venv_bin
+from imgbench.stack import Stack
+from imgbench.stack.ports import PortMap, free_port_map
+
+ROOT = project_root()
+SERVERS = ("torchserve", "triton", "tfserving")
+IMAGE_SIZE = 32
+# (server, framework prefix): which exports each server serves in these tests.
+CASES = [("torchserve", "pt"), ("triton", "pt"), ("triton", "tf"), ("tfserving", "tf")]
+CASE_IDS = [f"{server}-{prefix}" for server, prefix in CASES]
+# The venv each piece needs; a missing one skips with the command that builds it.
+NEEDED_VENVS = ("pt", "tf", "torchserve", "triton", "tfserving")
+
+
+def _require_venvs() -> None:
+    missing = [name for name in NEEDED_VENVS if not (venv_bin(name) / "python").exists()]
+    if missing:
+        pytest.skip(f"venvs missing: {missing}; run `scripts/setup.sh {' '.join(missing)}`")
+    if not (ROOT / "imgbench" / "clients" / "_generated" / "__init__.py").exists():
+        pytest.skip("gRPC stubs not generated; run `scripts/setup.sh core torchserve tfserving`")
+
+
+def run_logged(
+    argv: list[str], log_path: Path, env: dict[str, str] | None = None, timeout: float = 900
+) -> None:
+    with log_path.open("w") as log:
+        result = subprocess.run(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            cwd=ROOT,
+        )
+    if result.returncode != 0:
+        tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        raise AssertionError(f"{' '.join(argv[:4])} ... exited {result.returncode}; log {log_path}:\n{tail}")
+
+
+@dataclass
+class Trained:
+    repository: Path
+    dataset: Path
+    models: dict[str, str]  # framework prefix -> model name
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def manifest(self, prefix: str) -> Manifest:
+        return load_manifest(ModelRepository(self.repository).manifest_path(self.models[prefix]))
+
+
+def _train(workdir: Path) -> Trained:
+    from imgbench.data.digits import write_digits
+
+    dataset = write_digits(workdir / "digits", size=IMAGE_SIZE, force=True)
+    repository = workdir / "model-repository"
+    seconds = {}
+    trainers = {
+        "pt": [
+            str(venv_bin("pt") / "python"), "-m", "trainer_pt", "train", "--data-path", str(dataset),
+            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "-j", "0", "--skip-int8",
+            "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
+        ],
+        "tf": [
+            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data", str(dataset),
+            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "--skip-tflite", "--no-progress",
+            "--run-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
+        ],
+    }  # fmt: skip
+    for prefix, argv in trainers.items():
+        started = time.monotonic()
+        service = "trainer-pt" if prefix == "pt" else "trainer-tf"
+        run_logged(
+            argv, workdir / f"train-{prefix}.log", env={"PYTHONPATH": str(ROOT / "services" / service)}
+        )
+        seconds[prefix] = time.monotonic() - started
+    models = {m.split("_", 1)[0]: m for m in ModelRepository(repository).models()}
+    assert set(models) == {"pt", "tf"}, f"trainers exported {models}"
+    return Trained(repository, dataset, models, seconds)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    _require_venvs()
+    workdir = tmp_path_factory.mktemp("serving")
+    reuse = os.environ.get("IMGBENCH_TEST_MODEL_REPOSITORY")
+    if not reuse:
+        return _train(workdir)
+    repository = workdir / "model-repository"
+    shutil.copytree(reuse, repository, symlinks=True, ignore=shutil.ignore_patterns("triton-python"))
+    models = {m.split("_", 1)[0]: m for m in ModelRepository(repository).models()}
+    return Trained(repository, Path(os.environ["IMGBENCH_TEST_DATASET"]), models)
+
+
+@dataclass
+class ServingStack:
+    stack: Stack
+    ports: PortMap
+    trained: Trained
+    startup_seconds: dict[str, float]
+
+    def target(self, server: str) -> str:
+        return f"127.0.0.1:{self.ports[server]['grpc']}"
+
+    def client(self, server: str, **options: object) -> InferenceClient:
+        return make_client(server, self.target(server), self.trained.repository, **options)
+
+    def pid(self, server: str) -> int:
+        (status,) = [s for s in self.stack.status() if s.name == server]
+        assert status.running, f"{server} is not running; log {status.log}"
+        return status.pid
+
+
+@pytest.fixture(scope="session")
+def serving(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingStack]:
+    ports = free_port_map()
+    stack = Stack(tmp_path_factory.mktemp("stack"), ports=ports, model_repository=trained.repository)
+    startup: dict[str, float] = {}
+    with stack:
+        for server in SERVERS:
+            started = time.monotonic()
+            stack.up([server])
+            startup[server] = time.monotonic() - started
+        print(f"\nstartup seconds: { {k: round(v, 1) for k, v in startup.items()} }", file=sys.stderr)
+        yield ServingStack(stack, ports, trained, startup)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    batch: np.ndarray
+    labels: np.ndarray
+
+
+@pytest.fixture(scope="session")
+def eval_sets(trained: Trained) -> dict[str, EvalSet]:
+    """Validation images preprocessed for each framework's model (64 of them: enough to compare)."""
+    sets = {}
+    for prefix in ("pt", "tf"):
+        batch, labels = load_eval_batch(trained.manifest(prefix), trained.dataset, limit=64)
+        sets[prefix] = EvalSet(batch, labels)
+    return sets
+
+
+def reference_logits(
+    server: str, trained: Trained, prefix: str, batch: np.ndarray, workdir: Path
+) -> np.ndarray:
+    """Logits from the runtime ``server`` uses, run in-process in its venv (a subprocess here)."""
+    repository = ModelRepository(trained.repository)
+    manifest = trained.manifest(prefix)
+    model = manifest.model
+    kind, venv, path = {
+        "torchserve": ("torchscript", "torchserve", repository.torchserve_mar(model)),
+        "triton": ("onnx", "triton", repository.triton_onnx(model, manifest.version)),
+        "tfserving": ("savedmodel", "tfserving", repository.tfserving_version_dir(model, manifest.version)),
+    }[server]
+    source, target = workdir / f"{server}-{prefix}-in.npy", workdir / f"{server}-{prefix}-out.npy"
+    np.save(source, batch)
+    script = ROOT / "services" / "serving" / "inprocess.py"
+    argv = [str(venv_bin(venv) / "python"), str(script), "predict", kind, str(path), str(source), str(target)]
+    run_logged(argv, workdir / f"reference-{server}-{prefix}.log", timeout=300)
+    return np.load(target)
+
+
+@pytest.fixture(scope="session")
+def references(
+    trained: Trained, eval_sets: dict[str, EvalSet], tmp_path_factory
+) -> dict[tuple[str, str], np.ndarray]:
+    workdir = tmp_path_factory.mktemp("reference")
+    return {
+        (server, prefix): reference_logits(server, trained, prefix, eval_sets[prefix].batch, workdir)
+        for server, prefix in CASES
+    }
