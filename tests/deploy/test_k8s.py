@@ -208,6 +208,9 @@ def test_gpu_overlay(k8s_gpu: list[dict]) -> None:
     for name in ("Deployment/torchserve", "Deployment/tfserving", "Deployment/triton"):
         waits_for = pods[name]["initContainers"][0]["env"][0]["value"]
         assert "resnet152" in waits_for and "mobilenet" not in waits_for, name
+    for name in ("Deployment/loadgen", "Deployment/loadgen-worker"):
+        env = {e["name"]: e.get("value") for e in pods[name]["containers"][0]["env"]}
+        assert env["IMGBENCH_MODEL"] == "pt_resnet152", name
 
 
 def test_cpu_base_requests_no_gpu(k8s_cpu: list[dict]) -> None:
