@@ -66,10 +66,13 @@ def decode_request(body: Any, channels: int, height: int, width: int, max_rows: 
         body = bytes(body)
     if not isinstance(body, bytes) or not body.startswith(NPY_MAGIC):
         raise RequestError("request body must be a NumPy .npy file (np.save bytes) in input 'data'")
+    stream = io.BytesIO(body)
     try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
+        array = np.load(stream, allow_pickle=False)
     except ValueError as exc:
         raise RequestError(f"unreadable .npy body: {exc}") from None
+    if stream.tell() != len(body):  # np.load ignores trailing bytes: an oversized payload is malformed
+        raise RequestError(f".npy body has {len(body) - stream.tell()} bytes after its array's data")
     if array.dtype != np.float32:
         raise RequestError(f"dtype must be float32, got {array.dtype}")
     if array.ndim == 3:
