@@ -5,12 +5,14 @@ point as the native stack."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from deploy_support import COMPOSE_FILE, ROOT, run, tool
 
 from imgbench.ports import DEFAULT_PORTS
@@ -234,3 +236,33 @@ def test_every_built_image_is_listed() -> None:
     for dockerfile in sorted(ROOT.glob("services/*/Dockerfile")):
         relative = dockerfile.relative_to(ROOT).as_posix()
         assert f"dockerfile: {relative}" in text, f"{relative} is not built by docker-compose.yml"
+
+
+def _trainer_tf_config_names() -> dict[str, str]:
+    """File names trainer-tf writes at tfserving/ (trainer_tf/tfserving_config.py), read by path:
+    the module needs only the core, not TensorFlow."""
+    path = ROOT / "services/trainer-tf/trainer_tf/tfserving_config.py"
+    if not path.is_file():
+        pytest.skip("trainer-tf's tfserving_config.py is not written yet")
+    spec = importlib.util.spec_from_file_location("trainer_tf_tfserving_config", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {
+        "--model_config_file": module.MODELS_CONFIG,
+        "--batching_parameters_file": module.BATCHING_PARAMETERS,
+        "--monitoring_config_file": module.MONITORING_CONFIG,
+        "metrics_path": module.PROMETHEUS_PATH,
+    }
+
+
+def test_tfserving_reads_the_files_trainer_tf_writes(compose: dict) -> None:
+    names = _trainer_tf_config_names()
+    k8s = yaml.safe_load_all((ROOT / "deploy/k8s/base/tfserving.yaml").read_text())
+    k8s_args = next(d for d in k8s if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    for args in (compose["services"]["tfserving"]["command"], k8s_args["args"]):
+        for flag in ("--model_config_file", "--batching_parameters_file", "--monitoring_config_file"):
+            assert f"{flag}=/models/tfserving/{names[flag]}" in args, flag
+    prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "tfserving")
+    assert job["metrics_path"] == names["metrics_path"]

@@ -1,0 +1,140 @@
+"""Every Grafana panel query answers with data: a real short load run against each native server,
+scraped by a real Prometheus (the native stack runner, free ports), then each panel's PromQL through
+Prometheus's HTTP API.
+
+Slow (trains two digits models unless IMGBENCH_TEST_MODEL_REPOSITORY and IMGBENCH_TEST_DATASET name
+a trained repository, starts five services, runs the load generator three times): marked
+integration and slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from deploy_support import ROOT, load_generator_module
+
+from imgbench.paths import ModelRepository, venv_bin
+from imgbench.stack import Stack
+from imgbench.stack.loadgen import ARGS_OPTION, BACKEND_OPTION
+from imgbench.stack.ports import free_port_map
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+IMAGE_SIZE = 32
+NEEDED_VENVS = ("pt", "tf", "torchserve", "triton", "tfserving", "loadgen")
+# backend -> framework prefix of the model it is loaded with
+RUNS = {"torchserve": "pt", "triton": "pt", "tfserving": "tf"}
+RUN_SECONDS = 8
+# Grafana's $__rate_interval, as the test evaluates it: long enough to span all three runs.
+RATE_WINDOW = "5m"
+
+
+def _require_tools() -> None:
+    missing = [name for name in NEEDED_VENVS if not (venv_bin(name) / "python").exists()]
+    if missing:
+        pytest.skip(f"venvs missing: {missing}; run `scripts/setup.sh {' '.join(missing)}`")
+    for binary in ("prometheus", "prometheus-pushgateway"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} is not installed; run scripts/setup.sh")
+    pytest.importorskip("grafana_foundation_sdk", reason="dev extra not installed: scripts/setup.sh core")
+
+
+def _run_logged(argv: list[str], log: Path, env: dict[str, str]) -> None:
+    with log.open("w") as handle:
+        result = subprocess.run(
+            argv, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env}, timeout=900
+        )
+    assert result.returncode == 0, f"{argv[2]} failed; log {log}:\n{log.read_text()[-3000:]}"
+
+
+def _model_repository(workdir: Path) -> Path:
+    """A trained digits repository: IMGBENCH_TEST_MODEL_REPOSITORY copied, or trained here by the
+    real trainers (one epoch each, 32×32, no INT8/TFLite exports)."""
+    repository = workdir / "model-repository"
+    reuse = os.environ.get("IMGBENCH_TEST_MODEL_REPOSITORY")
+    if reuse:
+        shutil.copytree(reuse, repository, symlinks=True, ignore=shutil.ignore_patterns("triton-python"))
+        return repository
+    from imgbench.data.digits import write_digits
+
+    dataset = write_digits(workdir / "digits", size=IMAGE_SIZE, force=True)
+    trainers = {
+        "trainer-pt": [
+            str(venv_bin("pt") / "python"), "-m", "trainer_pt", "train", "--data-path", str(dataset),
+            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "-j", "0", "--skip-int8",
+            "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
+        ],
+        "trainer-tf": [
+            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data", str(dataset),
+            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "--skip-tflite", "--no-progress",
+            "--run-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
+        ],
+    }  # fmt: skip
+    for service, argv in trainers.items():
+        _run_logged(argv, workdir / f"{service}.log", {"PYTHONPATH": str(ROOT / "services" / service)})
+    return repository
+
+
+def _query(stack: Stack, promql: str) -> list[dict]:
+    url = stack.url("prometheus", "http", "/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def _wait_until_exited(stack: Stack, service: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(s.running for s in stack.status() if s.name == service):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{service} still running after {timeout_s:.0f} s")
+
+
+def test_every_panel_query_returns_data(tmp_path: Path) -> None:
+    _require_tools()
+    generator = load_generator_module()
+    repository = _model_repository(tmp_path)
+    models = {name.split("_", 1)[0]: name for name in ModelRepository(repository).models()}
+    assert set(models) == {"pt", "tf"}, f"the trainers exported {models}"
+
+    stack = Stack(tmp_path / "stack", ports=free_port_map(), model_repository=repository)
+    with stack:
+        stack.up(["prometheus", "pushgateway", "torchserve", "triton", "tfserving"])
+        for backend, prefix in RUNS.items():
+            # The loadgen service of the native stack: its exporter on the port Prometheus scrapes.
+            stack.options[BACKEND_OPTION] = backend
+            stack.options[ARGS_OPTION] = (
+                f"--headless --model {models[prefix]} -u 2 --images 32 --step-duration {RUN_SECONDS} "
+                f"--warmup 1 --drain 1 --run-id dashboards-{backend} --only-summary"
+            )
+            stack.up(["loadgen"])
+            _wait_until_exited(stack, "loadgen", timeout_s=120)
+            stack.down(["loadgen"])
+        time.sleep(5)  # a last scrape of the servers after the final run
+
+        empty, skipped = [], []
+        for board, panel, query in generator.panel_queries():
+            if not query.native:
+                skipped.append(f"{board} / {panel}: {query.expr}")
+                continue
+            result = _query(stack, query.expr.replace("$__rate_interval", RATE_WINDOW))
+            if not result:
+                empty.append(f"{board} / {panel}: {query.expr}")
+        assert not empty, "panel queries without data:\n" + "\n".join(empty)
+        # Only the real TF Serving's batch queue histogram may be absent natively (the stand-in).
+        assert all("batching_session:queuing_latency" in s for s in skipped), skipped
+
+        # The client-side series carry each backend that was loaded.
+        loaded = _query(stack, "sum by (backend) (imgbench_requests_total)")
+        backends = {r["metric"]["backend"] for r in loaded}
+        assert set(RUNS) <= backends
