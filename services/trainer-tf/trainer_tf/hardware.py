@@ -1,0 +1,49 @@
+"""Names the machine a figure was measured on (absolute times are only quoted with the hardware)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def describe_device() -> str:
+    """e.g. ``cpu: Intel(R) Xeon(R) ... (2 cores)`` or ``gpu: NVIDIA H100 ×1``."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"gpu: {details.get('device_name', 'GPU')} ×{len(gpus)}"
+    return f"cpu: {cpu_name()} ({usable_cores()} cores)"
+
+
+def environment() -> dict[str, str]:
+    """Library versions and hardware, for manifests and benchmark results."""
+    import importlib.metadata as metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    versions["device"] = describe_device()
+    versions["platform"] = platform.platform()
+    return versions
