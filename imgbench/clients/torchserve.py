@@ -17,6 +17,7 @@ from google.protobuf import empty_pb2
 
 from imgbench.clients.base import InferenceClient
 from imgbench.clients.stubs import stub_module
+from imgbench.errors import ImgbenchError
 from imgbench.manifest import Manifest
 
 INPUT_KEY = "data"
@@ -53,10 +54,10 @@ class TorchServeClient(InferenceClient):
         self._infer_method = self._stub.Predictions
 
     def _infer_request(self, manifest: Manifest, model: str, batch: np.ndarray, version: int | None) -> Any:
-        # TorchServe versions are strings from the archive ("1.0"); integers name the same ones.
+        # TorchServe versions are the archive's strings; trainer-pt archives integers ("1", "2").
         return inference_pb2.PredictionsRequest(
             model_name=model,
-            model_version=f"{version}.0" if version is not None else "",
+            model_version=str(version) if version is not None else "",
             input={INPUT_KEY: npy_bytes(batch)},
         )
 
@@ -79,11 +80,11 @@ class TorchServeClient(InferenceClient):
         if model is None:
             return True
         # The inference API has no per-model status: a one-image call answers the question.
-        manifest = self.manifest(model)
-        shape = [1 if d is None else d for d in manifest.input.shape]
         try:
+            manifest = self.manifest(model)
+            shape = [1 if d is None else d for d in manifest.input.shape]
             self.infer(model, np.zeros(shape, dtype=manifest.input.dtype))
-        except Exception:
+        except ImgbenchError:  # InferenceError, or no manifest for that name
             return False
         return True
 

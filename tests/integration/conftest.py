@@ -3,7 +3,8 @@
 ports, and in-process reference logits computed in the matching venv.
 
 Set IMGBENCH_TEST_MODEL_REPOSITORY (and IMGBENCH_TEST_DATASET) to reuse an already trained
-repository instead of training (a fresh copy is served, so the version tests cannot spoil it).
+repository instead of training (a fresh copy is served, so the version tests cannot spoil it), and
+IMGBENCH_TEST_SERVERS (e.g. "triton,tfserving") to start only some servers.
 """
 
 from __future__ import annotations
@@ -124,12 +125,15 @@ class ServingStack:
     startup_seconds: dict[str, float]
 
     def target(self, server: str) -> str:
+        if server not in self.startup_seconds:
+            pytest.skip(f"{server} not started (IMGBENCH_TEST_SERVERS)")
         return f"127.0.0.1:{self.ports[server]['grpc']}"
 
     def client(self, server: str, **options: object) -> InferenceClient:
         return make_client(server, self.target(server), self.trained.repository, **options)
 
     def pid(self, server: str) -> int:
+        self.target(server)
         (status,) = [s for s in self.stack.status() if s.name == server]
         assert status.running, f"{server} is not running; log {status.log}"
         return status.pid
@@ -141,7 +145,7 @@ def serving(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Itera
     stack = Stack(tmp_path_factory.mktemp("stack"), ports=ports, model_repository=trained.repository)
     startup: dict[str, float] = {}
     with stack:
-        for server in SERVERS:
+        for server in os.environ.get("IMGBENCH_TEST_SERVERS", ",".join(SERVERS)).split(","):
             started = time.monotonic()
             stack.up([server])
             startup[server] = time.monotonic() - started
@@ -159,7 +163,7 @@ class EvalSet:
 def eval_sets(trained: Trained) -> dict[str, EvalSet]:
     """Validation images preprocessed for each framework's model (64 of them: enough to compare)."""
     sets = {}
-    for prefix in ("pt", "tf"):
+    for prefix in trained.models:
         batch, labels = load_eval_batch(trained.manifest(prefix), trained.dataset, limit=64)
         sets[prefix] = EvalSet(batch, labels)
     return sets
@@ -185,12 +189,23 @@ def reference_logits(
     return np.load(target)
 
 
+class References:
+    """In-process logits per (server, framework), computed on first use."""
+
+    def __init__(self, trained: Trained, eval_sets: dict[str, EvalSet], workdir: Path) -> None:
+        self._trained, self._eval_sets, self._workdir = trained, eval_sets, workdir
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def __getitem__(self, case: tuple[str, str]) -> np.ndarray:
+        if case not in self._cache:
+            server, prefix = case
+            batch = self._eval_sets[prefix].batch
+            self._cache[case] = reference_logits(server, self._trained, prefix, batch, self._workdir)
+        return self._cache[case]
+
+
 @pytest.fixture(scope="session")
 def references(
-    trained: Trained, eval_sets: dict[str, EvalSet], tmp_path_factory
-) -> dict[tuple[str, str], np.ndarray]:
-    workdir = tmp_path_factory.mktemp("reference")
-    return {
-        (server, prefix): reference_logits(server, trained, prefix, eval_sets[prefix].batch, workdir)
-        for server, prefix in CASES
-    }
+    trained: Trained, eval_sets: dict[str, EvalSet], tmp_path_factory: pytest.TempPathFactory
+) -> References:
+    return References(trained, eval_sets, tmp_path_factory.mktemp("reference"))

@@ -13,11 +13,10 @@ from imgbench.stack.prometheus_config import SCRAPE_JOBS
 pytestmark = [pytest.mark.integration]
 
 EXPECTED = {
-    "torchserve": [
-        "ts_inference_requests_total",
-        "ts_inference_latency_microseconds",
-        "ts_queue_latency_microseconds",
-    ],
+    # ts_inference_latency_microseconds / ts_queue_latency_microseconds only get samples from REST
+    # requests (TorchServe 0.12); over gRPC the per-model series are the request count and the
+    # backend's gauges.
+    "torchserve": ["ts_inference_requests_total", "PredictionTime", "QueueTime", "Requests2XX"],
     "triton": ["nv_inference_count", "nv_inference_exec_count", "nv_inference_request_duration_us"],
     "tfserving": [
         ":tensorflow:serving:request_count_total",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CASE_IDS, CASES, EvalSet, ServingStack
+from conftest import CASE_IDS, CASES, EvalSet, References, ServingStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -17,7 +17,7 @@ MAX_ABS_DIFF = 1e-3
 def test_served_logits_match_in_process(
     serving: ServingStack,
     eval_sets: dict[str, EvalSet],
-    references: dict[tuple[str, str], np.ndarray],
+    references: References,
     server: str,
     prefix: str,
     batch_size: int,

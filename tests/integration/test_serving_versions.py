@@ -96,7 +96,7 @@ def test_torchserve_new_version_through_the_management_api(
     pid = serving.pid("torchserve")
     images = eval_sets["pt"].batch[:8]
     archive = repository.torchserve_dir / f"{model}.v2.mar"
-    _mar_with_version(repository.torchserve_mar(model), archive, "2.0")
+    _mar_with_version(repository.torchserve_mar(model), archive, "2")
     query = urllib.parse.urlencode(
         {"url": archive.name, "model_name": model, "initial_workers": 1, "synchronous": "true"}
     )
