@@ -31,6 +31,8 @@ class Batcher:
         self._settings = settings
         self._on_batch = on_batch
         self._queue: queue.Queue[_Task | None] = queue.Queue(maxsize=settings.max_enqueued_batches * 8)
+        self._closed = False
+        self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._loop, name=f"batcher-{i}", daemon=True)
             for i in range(max(1, settings.num_batch_threads))
@@ -40,15 +42,23 @@ class Batcher:
 
     def submit(self, rows: np.ndarray) -> Future[dict[str, np.ndarray]]:
         task = _Task(rows)
-        try:
-            self._queue.put_nowait(task)
-        except queue.Full:
-            task.future.set_exception(OverflowError("the batching queue is full; retry later"))
+        with self._lock:
+            if self._closed:
+                # The servable was superseded while this request held it: run it alone, don't drop it.
+                task.future.set_result(self._run(rows))
+                return task.future
+            try:
+                self._queue.put_nowait(task)
+            except queue.Full:
+                task.future.set_exception(OverflowError("the batching queue is full; retry later"))
         return task.future
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
+        """Finish what is queued, then stop the threads."""
+        with self._lock:
+            self._closed = True
+            for _ in self._threads:
+                self._queue.put(None)
 
     def _collect(self, first: _Task) -> tuple[list[_Task], _Task | None]:
         """Tasks for one batch, and a task that did not fit (it starts the next batch)."""
