@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test suite in the venv whose framework it imports, and fails if any suite failed.
-# Usage: scripts/test.sh [suite ...]   suites: core pt tf   (default: all)
+# Usage: scripts/test.sh [suite ...]   suites: core pt tf loadgen   (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-declare -A SUITE_VENV=([core]=core [pt]=pt [tf]=tf)
+declare -A SUITE_VENV=([core]=core [pt]=pt [tf]=tf [loadgen]=loadgen)
 declare -A SUITE_PATHS=(
   [core]="tests/unit tests/integration tests/deploy"
   [pt]="tests/trainer_pt"
   [tf]="tests/trainer_tf"
+  [loadgen]="tests/loadgen"
 )
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(core pt tf)
+[ ${#suites[@]} -eq 0 ] && suites=(core pt tf loadgen)
 
 failed=()
 for suite in "${suites[@]}"; do

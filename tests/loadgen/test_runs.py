@@ -3,10 +3,15 @@ correctness under load, coordinated omission, distributed merging, faults and pr
 
 from __future__ import annotations
 
+import csv
+import json
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from lg_helpers import MODEL, run_loadgen
+from lg_helpers import MODEL, ROOT, free_port, loadgen_argv, run_loadgen
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +40,163 @@ def test_closed_loop_run_reports_percentiles_and_checks_every_answer(
     header = run.csv.splitlines()[0].split(",")
     assert {"n", "p99_ms", "p999_ms", "incorrect", "errors", "throughput_rps", "cpu"} <= set(header)
     assert len(run.csv.splitlines()) == 2
+
+
+def test_open_loop_latency_shows_the_backlog_that_closed_loop_hides(
+    start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    """A serial server with a fixed service time: capacity μ. Open loop at λ > μ must keep its
+    schedule, so request i waits for the i·(1 - μ/λ) requests queued before it: latency grows linearly
+    and the last ones wait about T·(λ/μ - 1). A closed-loop user at the same server never sees that."""
+    server = start_fake_triton(service_time=0.02)
+    common = (
+        "--backend", "triton", "--target", server.target, "--model", MODEL,
+        "--model-repository", str(fake_repository), "--step-duration", "4", "--warmup", "0",
+    )  # fmt: skip
+    closed = run_loadgen(tmp_path, *common, "-u", "1", "--drain", "1", run_id="closed")
+    assert closed.returncode == 0, closed.output[-3000:]
+    capacity = closed.row()["throughput_rps"]  # μ, measured on this machine now
+    rate = round(1.4 * capacity)  # λ
+    duration = 4.0
+    opened = run_loadgen(
+        tmp_path, *common, "--mode", "open", "--arrivals", "constant", "--rate", str(rate), "--drain", "8",
+        run_id="open",
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.output[-3000:]
+    row = opened.row()
+    # The schedule was kept: every due request was sent, none skipped or dropped.
+    assert row["requests"] == pytest.approx(rate * duration, rel=0.05)
+    assert row["errors"] == 0 and row["incorrect"] == 0, row
+    predicted_max_s = duration * (rate / capacity - 1)
+    assert 0.5 * predicted_max_s <= row["max_ms"] / 1000 <= 1.5 * predicted_max_s + 0.1, (row, capacity)
+    # Median request is about half-way up the backlog.
+    assert row["p50_ms"] / 1000 >= 0.25 * predicted_max_s, (row, capacity)
+    # The closed-loop user at the same server saw only the service time.
+    closed_row = closed.row()
+    assert closed_row["p99_ms"] < 0.2 * row["p50_ms"], (closed_row, row)
+    assert closed_row["p99_ms"] < 100
+    # Latency grows with the backlog second by second (the schedule's prediction), not at random.
+    timeline = opened.results["timeline"]
+    assert sum(c.get("ok", 0) for c in timeline.values()) == row["n"]
+
+
+def test_distributed_master_merges_the_workers_histograms(
+    start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    server = start_fake_triton()
+    master_port = free_port()
+    results_dir = tmp_path / "results"
+    # Workers take the same imgbench options (compose and k8s give both the same environment), so
+    # their preflight runs before the test; the master still sends its options with each test.
+    imgbench_options = [
+        "--backend", "triton", "--target", server.target, "--model", MODEL,
+        "--model-repository", str(fake_repository), "--step-duration", "4", "--warmup", "1", "--drain", "1",
+    ]  # fmt: skip
+    workers = [
+        subprocess.Popen(
+            loadgen_argv(
+                "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port), *imgbench_options
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    master = subprocess.Popen(
+        loadgen_argv(
+            "--master", "--headless", "--expect-workers", "2", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", str(master_port), *imgbench_options, "-u", "2", "--metrics-port", "0",
+            "--results-dir", str(results_dir), "--run-id", "distributed", "--csv", str(tmp_path / "locust"),
+            "--only-summary",
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        output, _ = master.communicate(timeout=120)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait(timeout=10)
+    assert master.returncode == 0, output[-3000:]
+    results = json.loads((results_dir / "distributed.json").read_text())
+    (row,) = results["rows"]
+    assert row["n"] > 20 and row["errors"] == 0 and row["incorrect"] == 0, row
+    # Every request Locust counted (its stats, merged on the master) is in the merged HdrHistograms:
+    # the measured window's plus the warm-up's, which the timeline keeps second by second.
+    with (tmp_path / "locust_stats.csv").open() as handle:
+        aggregated = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    timeline_total = sum(sum(counts.values()) for counts in results["timeline"].values())
+    assert timeline_total == int(aggregated["Request Count"])
+    assert row["requests"] <= timeline_total  # the warm-up second is left out of the row
+    assert row["users"] == 2
+    assert row["window_s"] == pytest.approx(3.0, abs=0.5)
+
+
+def test_killed_server_counts_errors_and_recovers(
+    start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    server = start_fake_triton()
+    results_dir = tmp_path / "results"
+    process = subprocess.Popen(
+        loadgen_argv(
+            "--headless", "--backend", "triton", "--target", server.target, "--model", MODEL,
+            "--model-repository", str(fake_repository), "-u", "2", "--step-duration", "12", "--warmup", "0",
+            "--drain", "1", "--deadline", "2", "--metrics-port", "0", "--results-dir", str(results_dir),
+            "--run-id", "killed", "--only-summary",
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+    )  # fmt: skip
+    lines: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if "All users spawned" in line:
+            break
+    time.sleep(1.5)
+    server.kill()
+    time.sleep(1.0)
+    server.start()  # same port; returns once it listens
+    output, _ = process.communicate(timeout=60)
+    output = "".join(lines) + output
+    # Locust's exit code 1 means "there were failures"; the run itself went to its bound.
+    assert process.returncode == 1, output[-3000:]
+    results = json.loads((results_dir / "killed.json").read_text())
+    assert results["stop_reason"] == "plan completed"
+    assert results["elapsed_s"] >= 12
+    (row,) = results["rows"]
+    assert row["errors"] > 0 and set(row["error_codes"]) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}, row
+    assert row["incorrect"] == 0 and row["n"] > 0
+    (burst,) = results["faults"]["error_bursts"]
+    assert burst["recovered"] and burst["answers_after"] > 0, burst
+    assert 1 <= burst["to_s"] - burst["from_s"] <= 6, burst
+
+
+@pytest.mark.parametrize("case", ["unreachable", "unknown_model", "malformed_manifest", "missing_manifest"])
+def test_preflight_errors_stop_before_any_load(
+    case: str, start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(fake_repository, repository)
+    manifests = repository / "manifests"
+    model, target = MODEL, f"127.0.0.1:{free_port()}"
+    expected = "did not answer"
+    if case == "unknown_model":
+        target, model = start_fake_triton().target, "pt_other"
+        text = (manifests / f"{MODEL}.json").read_text().replace(f'"{MODEL}"', f'"{model}"')
+        (manifests / f"{model}.json").write_text(text.replace('"centroid"', '"other"'))
+        expected = "does not serve model 'pt_other'"
+    elif case == "malformed_manifest":  # the manifest is checked before the server
+        (manifests / f"{MODEL}.json").write_text('{"model": "pt_centroid", "input": ')
+        expected = "is not valid JSON"
+    elif case == "missing_manifest":
+        model, expected = "pt_absent", "no manifest at"
+    run = run_loadgen(
+        tmp_path, "--backend", "triton", "--target", target, "--model", model, "--model-repository",
+        str(repository), "--preflight-timeout", "1", "-u", "1", "--step-duration", "2", "--warmup", "0",
+    )  # fmt: skip
+    assert run.returncode == 2, run.output[-3000:]
+    assert expected in run.output, run.output[-3000:]
+    assert run.results is None
+    assert "Ramping" not in run.output and "users spawned" not in run.output

@@ -1,6 +1,7 @@
 """The protocols the load generator speaks, as data: the backend name of ``imgbench.clients`` (one
 client class per protocol) and its default port. ``health`` is the standard gRPC health check, for
-measuring the load generator itself against a trivial server (the capacity benchmark), with nothing to check in its answers.
+measuring the load generator itself against a trivial server (the capacity benchmark), with nothing
+to check in its answers.
 
 A ``Sender`` sends one prepared request and says whether the answer was right; every protocol's
 difference stays inside the client, which builds the request once, before the load.

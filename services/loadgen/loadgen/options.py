@@ -62,7 +62,11 @@ def add_arguments(parser: Any) -> None:
         is_secret=True,
         help="Sent as 'authorization: Bearer ...' (TorchServe tokens).",
     )
-    add("--torchserve-key-file", default="", help="TorchServe's key_file.json: its inference key is the token.")
+    add(
+        "--torchserve-key-file",
+        default="",
+        help="TorchServe's key_file.json: its inference key is the token.",
+    )
     # how
     add(
         "--mode",

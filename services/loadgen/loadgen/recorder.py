@@ -6,8 +6,8 @@ Workers send what they recorded since their last report (``drain``) to the maste
 (``merge``): HdrHistograms add exactly, so merged percentiles are those of all requests together.
 
     >>> recorder = Recorder()
-    >>> recorder.record("users=1", measured=True, elapsed_s=3.2, latency_s=0.004, outcome="ok", images=1)
-    >>> recorder.points["users=1"].histogram.get_value_at_percentile(50)
+    >>> recorder.record(0, measured=True, elapsed_s=3.2, latency_s=0.004, outcome="ok", images=1)
+    >>> recorder.points[0].histogram.get_value_at_percentile(50)
     4001
 """
 
@@ -88,8 +88,9 @@ class Tally:
 class Recorder:
     """Everything one process (or, on the master, all workers together) recorded in a run."""
 
-    points: dict[str, Tally] = field(default_factory=dict)
-    """Measured window of each load point, by the point's label."""
+    points: dict[int, Tally] = field(default_factory=dict)
+    """Measured window of each load point, by the step's index in the plan (labels can differ between
+    processes: a worker does not know the master's -u)."""
     exported: dict[tuple[str, str, str], Tally] = field(default_factory=dict)
     """All requests by (backend, model, batch_size): the Prometheus exporter reads these."""
     timeline: dict[int, Counter[str]] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class Recorder:
 
     def record(
         self,
-        point: str,
+        point: int,
         *,
         measured: bool,
         elapsed_s: float,
@@ -115,7 +116,7 @@ class Recorder:
 
     def encode(self) -> dict[str, Any]:
         return {
-            "points": {label: tally.encode() for label, tally in self.points.items()},
+            "points": {str(index): tally.encode() for index, tally in self.points.items()},
             "exported": [[list(labels), tally.encode()] for labels, tally in self.exported.items()],
             "timeline": {str(second): dict(counts) for second, counts in self.timeline.items()},
         }
@@ -127,8 +128,8 @@ class Recorder:
         return encoded
 
     def merge(self, encoded: dict[str, Any]) -> None:
-        for label, tally in encoded["points"].items():
-            self.points.setdefault(label, Tally()).merge(tally)
+        for index, tally in encoded["points"].items():
+            self.points.setdefault(int(index), Tally()).merge(tally)
         for labels, tally in encoded["exported"]:
             key = (str(labels[0]), str(labels[1]), str(labels[2]))
             self.exported.setdefault(key, Tally()).merge(tally)

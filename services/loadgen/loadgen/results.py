@@ -117,7 +117,7 @@ def build(
     for step in plan.steps:
         start, end = plan.measured_window(step)
         window = max(0.0, min(end, elapsed_s) - start)
-        tally = recorder.points.get(step.label, Tally())
+        tally = recorder.points.get(step.index, Tally())
         row = {
             "run_id": run_id,
             "backend": config["backend"],

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import gevent
+import gevent.lock
 from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
@@ -29,6 +30,10 @@ from loadgen.recorder import Recorder
 
 log = logging.getLogger(__name__)
 REPORT_KEY = "imgbench"
+PREPARED_MESSAGE = "imgbench_prepared"
+CLOCK_MESSAGE = "imgbench_clock"
+WORKER_WAIT_S = 120.0
+"""How long a master waits beyond --preflight-timeout for its workers' preflight."""
 MASTER_RESULTS_DELAY_S = 4.0
 """Web-UI runs on a master: wait for the workers' last stats report (every 3 s) before writing."""
 
@@ -49,6 +54,10 @@ class LoadSession:
         self.results_written = False
         self.registry: Any = None
         self._plan: LoadPlan | None = None
+        # A worker may get its first test while its init-time preflight still runs (gRPC yields).
+        self.configuring = gevent.lock.Semaphore()
+        self.workers_prepared: dict[str, dict[str, Any]] = {}
+        self.master_started_wall: float | None = None
 
     @property
     def is_master(self) -> bool:
@@ -71,6 +80,10 @@ class LoadSession:
     # -- configuration -------------------------------------------------------------------------
     def configure(self) -> None:
         """Resolve options from Locust's parsed options; prepare again only if what is loaded changed."""
+        with self.configuring:
+            self._configure()
+
+    def _configure(self) -> None:
         options = LoadOptions.from_parsed(self.environment.parsed_options)
         same = self.options is not None and _load_key(self.options) == _load_key(options)
         self.options = options
@@ -87,9 +100,11 @@ class LoadSession:
             ] or self.environment.user_classes
 
     # -- clock ---------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, at: float) -> None:
+        """The run's clock starts ``at`` (perf_counter): when the test started here, before any
+        preflight at test start, so every process's plan lines up with the master's shape."""
         self.recorder.reset_run()
-        self.started = time.perf_counter()
+        self.started = at
         self.issued, self.ended_at, self.results_written = 0, None, False
         self.stop_reason = "plan completed"
 
@@ -185,6 +200,19 @@ def on_init(environment: Environment) -> None:
         environment.events.report_to_master.add_listener(
             lambda client_id, data: data.__setitem__(REPORT_KEY, session.recorder.drain())
         )
+        # With the options at hand (same flags or environment as the master), the preflight runs now,
+        # not when the test starts: a worker busy preparing would start its share of the plan late.
+        if getattr(environment.parsed_options, "model", "") or environment.parsed_options.backend == "health":
+            try:
+                session.configure()
+            except ImgbenchError as exc:
+                log.warning("preflight failed (%s); tried again when the master starts a test", exc)
+        environment.runner.register_message(
+            CLOCK_MESSAGE,
+            lambda environment, msg, **_: setattr(session, "master_started_wall", msg.data["wall"]),
+        )
+        # Locust registers a worker before its init hooks run: tell the master when this one can load.
+        environment.runner.send_message(PREPARED_MESSAGE, {"prepared": session.ready})
         return
     try:
         session.configure()
@@ -194,6 +222,10 @@ def on_init(environment: Environment) -> None:
             return
         log.warning("not ready yet (%s); checked again when a test starts from the web UI", exc)
     if session.is_master:
+        environment.runner.register_message(
+            PREPARED_MESSAGE,
+            lambda environment, msg, **_: session.workers_prepared.update({msg.node_id: msg.data}),
+        )
 
         def on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             if REPORT_KEY in data:
@@ -210,7 +242,13 @@ def on_init(environment: Environment) -> None:
 
 
 def on_test_start(environment: Environment) -> None:
+    entered = time.perf_counter()
     session = current()
+    if session.is_worker and session.master_started_wall is not None:
+        # The master's plan started when it sent its clock (just before the spawn message): a worker
+        # that gets here late still ends its share of the plan when the master ends the run.
+        entered -= max(0.0, time.time() - session.master_started_wall)
+        session.master_started_wall = None
     try:
         session.configure()
     except ImgbenchError as exc:
@@ -219,7 +257,29 @@ def on_test_start(environment: Environment) -> None:
         if not session.is_worker:
             gevent.spawn(environment.runner.stop)
         return
-    session.start()
+    if session.is_master:
+        _wait_for_workers(session)
+        entered = time.perf_counter()  # Locust starts the shape's clock after this hook, too
+        environment.runner.send_message(CLOCK_MESSAGE, {"wall": time.time()})
+    session.start(at=entered)
+
+
+def _wait_for_workers(session: LoadSession) -> None:
+    """Hold the start (and the shape's clock) until every connected worker finished its init-time
+    preflight, so that no worker begins its share of the plan late."""
+    assert session.options is not None
+    runner = session.environment.runner
+    deadline = time.monotonic() + session.options.preflight_timeout + WORKER_WAIT_S
+    logged = False
+    while time.monotonic() < deadline:
+        waiting = [c.id for c in runner.clients.ready if c.id not in session.workers_prepared]
+        if not waiting:
+            return
+        if not logged:
+            log.info("waiting for the preflight of %d worker(s)", len(waiting))
+            logged = True
+        gevent.sleep(0.2)
+    log.warning("workers still preparing after %.0f s; starting anyway", WORKER_WAIT_S)
 
 
 def on_test_stop(environment: Environment) -> None:

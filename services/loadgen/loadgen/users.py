@@ -172,7 +172,7 @@ class InferenceUser(User):
         step = session.plan.point_at(elapsed)
         images = self.sender.images_per_request if self.sender else 0
         session.recorder.record(
-            step.label,
+            step.index,
             measured=session.plan.measured(elapsed),
             elapsed_s=elapsed,
             latency_s=latency_s,
