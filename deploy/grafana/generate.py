@@ -35,23 +35,31 @@ RATE = "$__rate_interval"  # Grafana's window: at least four scrapes, whatever t
 TS_LATENCY_US = "ts_inference_latency_microseconds"
 TS_QUEUE_US = "ts_queue_latency_microseconds"
 TS_REQUESTS = "ts_inference_requests_total"
+TS_PREDICTION_MS = "PredictionTime"  # gauge: the last batch's handler time, per ModelName
+TS_QUEUE_MS = "QueueTime"  # gauge: the last job's time in the frontend queue
+TS_REST_ONLY = (
+    "TorchServe 0.12 updates its latency counters for REST inference only; the load generator "
+    "speaks gRPC (the PredictionTime/QueueTime panel covers it)"
+)
 TRITON_REQUEST_US = "nv_inference_request_duration_us"
 TRITON_QUEUE_US = "nv_inference_queue_duration_us"
 TRITON_SUCCESS = "nv_inference_request_success"
 TRITON_INFERENCES = "nv_inference_count"
 TRITON_EXECUTIONS = "nv_inference_exec_count"
 TFS_LATENCY_US = ":tensorflow:serving:request_latency"
-TFS_REQUESTS = ":tensorflow:serving:request_count"
+# The real server exports request_count; the stand-in's prometheus_client counter appends _total.
+TFS_REQUESTS = '{__name__=~":tensorflow:serving:request_count(_total)?"}'
 TFS_QUEUE_US = ":tensorflow:serving:batching_session:queuing_latency"
 TFS_BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
+TFS_STANDIN_NO_QUEUE = "only the real TF Serving exports it; the native stand-in does not"
 
 
 @dataclass(frozen=True)
 class Query:
     expr: str
     legend: str
-    native: bool = True
-    """False where only the real server exports the metric (not the natively run stand-in)."""
+    may_be_empty: str = ""
+    """Why this query can legitimately return nothing on the native stack ("" = it must not)."""
 
 
 @dataclass(frozen=True)
@@ -183,12 +191,32 @@ SERVERS = DashboardSpec(
             "TorchServe",
             (
                 PanelSpec(
-                    "TorchServe: mean inference and queue time",
-                    f"{TS_LATENCY_US} and {TS_QUEUE_US} per request ({TS_REQUESTS}).",
+                    "TorchServe: last prediction and queue time",
+                    f"Gauges {TS_PREDICTION_MS} (handler time of the last batch, per model) and "
+                    f"{TS_QUEUE_MS} (the last job's wait in the frontend queue), milliseconds shown in "
+                    "seconds: coarse, but updated for gRPC requests too.",
                     "s",
                     (
-                        Query(_mean_us(TS_LATENCY_US, TS_REQUESTS, "model_name"), "{{model_name}} inference"),
-                        Query(_mean_us(TS_QUEUE_US, TS_REQUESTS, "model_name"), "{{model_name}} queue"),
+                        Query(f"max by (ModelName) ({TS_PREDICTION_MS}) / 1e3", "{{ModelName}} prediction"),
+                        Query(f"max by (Hostname) ({TS_QUEUE_MS}) / 1e3", "queue ({{Hostname}})"),
+                    ),
+                ),
+                PanelSpec(
+                    "TorchServe: mean inference and queue time (REST)",
+                    f"{TS_LATENCY_US} and {TS_QUEUE_US} per request ({TS_REQUESTS}); TorchServe 0.12 "
+                    "counts these for REST inference only.",
+                    "s",
+                    (
+                        Query(
+                            _mean_us(TS_LATENCY_US, TS_REQUESTS, "model_name"),
+                            "{{model_name}} inference",
+                            may_be_empty=TS_REST_ONLY,
+                        ),
+                        Query(
+                            _mean_us(TS_QUEUE_US, TS_REQUESTS, "model_name"),
+                            "{{model_name}} queue",
+                            may_be_empty=TS_REST_ONLY,
+                        ),
                     ),
                 ),
                 PanelSpec(
@@ -246,13 +274,15 @@ SERVERS = DashboardSpec(
                     "does not export it.",
                     "s",
                     (
-                        Query(_tfs_quantile_s(TFS_QUEUE_US, 0.5), "{{model_name}} p50", native=False),
-                        Query(_tfs_quantile_s(TFS_QUEUE_US, 0.99), "{{model_name}} p99", native=False),
+                        Query(_tfs_quantile_s(TFS_QUEUE_US, 0.5), "{{model_name}} p50", TFS_STANDIN_NO_QUEUE),
+                        Query(
+                            _tfs_quantile_s(TFS_QUEUE_US, 0.99), "{{model_name}} p99", TFS_STANDIN_NO_QUEUE
+                        ),
                     ),
                 ),
                 PanelSpec(
                     "TF Serving: requests per second and mean batch size",
-                    f"{TFS_REQUESTS} and {TFS_BATCH_SIZE}.",
+                    f":tensorflow:serving:request_count and {TFS_BATCH_SIZE}.",
                     "short",
                     (
                         Query(f"sum by (model_name) (rate({TFS_REQUESTS}[{RATE}]))", "{{model_name}} req/s"),

@@ -23,6 +23,7 @@ from deploy_support import ROOT, load_generator_module
 
 from imgbench.paths import ModelRepository, venv_bin
 from imgbench.stack import Stack
+from imgbench.stack import loadgen as loadgen_service
 from imgbench.stack.loadgen import ARGS_OPTION, BACKEND_OPTION
 from imgbench.stack.ports import free_port_map
 
@@ -91,15 +92,6 @@ def _query(stack: Stack, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def _wait_until_exited(stack: Stack, service: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not any(s.running for s in stack.status() if s.name == service):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{service} still running after {timeout_s:.0f} s")
-
-
 def test_every_panel_query_returns_data(tmp_path: Path) -> None:
     _require_tools()
     generator = load_generator_module()
@@ -111,29 +103,38 @@ def test_every_panel_query_returns_data(tmp_path: Path) -> None:
     with stack:
         stack.up(["prometheus", "pushgateway", "torchserve", "triton", "tfserving"])
         for backend, prefix in RUNS.items():
-            # The loadgen service of the native stack: its exporter on the port Prometheus scrapes.
+            # The native stack's loadgen command (imgbench/stack/loadgen.py), its exporter on the
+            # port Prometheus scrapes. Run here rather than with stack.up: between runs that port has
+            # connections in TIME_WAIT, which the runner's port check (bind without SO_REUSEADDR)
+            # takes for a port in use, while the exporter itself binds it fine.
             stack.options[BACKEND_OPTION] = backend
             stack.options[ARGS_OPTION] = (
-                f"--headless --model {models[prefix]} -u 2 --images 32 --step-duration {RUN_SECONDS} "
+                f"--headless --model {models[prefix]} -u 2 --images 64 --step-duration {RUN_SECONDS} "
                 f"--warmup 1 --drain 1 --run-id dashboards-{backend} --only-summary"
             )
-            stack.up(["loadgen"])
-            _wait_until_exited(stack, "loadgen", timeout_s=120)
-            stack.down(["loadgen"])
+            plan = loadgen_service.build(stack.context())
+            log = tmp_path / f"loadgen-{backend}.log"
+            with log.open("w") as handle:
+                run = subprocess.run(
+                    plan.argv,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    cwd=plan.cwd,
+                    env={**os.environ, **plan.env},
+                    timeout=180,
+                    check=False,
+                )
+            assert run.returncode == 0, f"loadgen against {backend} failed:\n{log.read_text()[-3000:]}"
         time.sleep(5)  # a last scrape of the servers after the final run
 
-        empty, skipped = [], []
+        empty, tolerated = [], []
         for board, panel, query in generator.panel_queries():
-            if not query.native:
-                skipped.append(f"{board} / {panel}: {query.expr}")
+            if _query(stack, query.expr.replace("$__rate_interval", RATE_WINDOW)):
                 continue
-            result = _query(stack, query.expr.replace("$__rate_interval", RATE_WINDOW))
-            if not result:
-                empty.append(f"{board} / {panel}: {query.expr}")
+            line = f"{board} / {panel}: {query.expr}"
+            (tolerated if query.may_be_empty else empty).append(f"{line} ({query.may_be_empty})")
         assert not empty, "panel queries without data:\n" + "\n".join(empty)
-        # Only the real TF Serving's batch queue histogram may be absent natively (the stand-in).
-        assert all("batching_session:queuing_latency" in s for s in skipped), skipped
-
+        print("\nempty, as documented:\n" + "\n".join(tolerated))
         # The client-side series carry each backend that was loaded.
         loaded = _query(stack, "sum by (backend) (imgbench_requests_total)")
         backends = {r["metric"]["backend"] for r in loaded}
