@@ -75,7 +75,7 @@ class LoadRun:
 
     def row(self, index: int = 0) -> dict:
         assert self.results is not None, self.output[-3000:]
-        return self.results["rows"][index]
+        return self.results["points"][index]
 
 
 def loadgen_argv(*args: str) -> list[str]:

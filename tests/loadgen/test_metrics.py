@@ -63,7 +63,7 @@ def test_prometheus_p99_matches_hdrhistogram_and_pushgateway_keeps_the_run(
         while time.monotonic() < deadline and any(s.running for s in stack.status() if s.name == "loadgen"):
             time.sleep(0.5)
         results = json.loads((tmp_path / "stack" / "loadgen" / "results" / "metrics-test.json").read_text())
-        (row,) = results["rows"]
+        (row,) = results["points"]
         assert row["n"] > 300 and row["errors"] == 0
         hdr_p99 = row["p99_ms"] / 1000
         edges = obs.latency_buckets()

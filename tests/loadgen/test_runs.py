@@ -30,7 +30,7 @@ def test_closed_loop_run_reports_percentiles_and_checks_every_answer(
     assert row["n"] > 50
     assert row["errors"] == 0 and row["incorrect"] == 0, row
     assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["p999_ms"] <= row["max_ms"]
-    assert row["images_per_s"] == pytest.approx(4 * row["throughput_rps"], rel=0.01)
+    assert row["images_per_second"] == pytest.approx(4 * row["throughput_rps"], rel=0.01)
     assert row["window_s"] == pytest.approx(3.0, abs=0.5)
     facts = run.results["preflight"]
     # The idle pass kept exactly the images the model gets right, so any wrong answer would be a fault.
@@ -121,7 +121,7 @@ def test_distributed_master_merges_the_workers_histograms(
             worker.wait(timeout=10)
     assert master.returncode == 0, output[-3000:]
     results = json.loads((results_dir / "distributed.json").read_text())
-    (row,) = results["rows"]
+    (row,) = results["points"]
     assert row["n"] > 20 and row["errors"] == 0 and row["incorrect"] == 0, row
     # Every request Locust counted (its stats, merged on the master) is in the merged HdrHistograms:
     # the measured window's plus the warm-up's, which the timeline keeps second by second.
@@ -165,7 +165,7 @@ def test_killed_server_counts_errors_and_recovers(
     results = json.loads((results_dir / "killed.json").read_text())
     assert results["stop_reason"] == "plan completed"
     assert results["elapsed_s"] >= 12
-    (row,) = results["rows"]
+    (row,) = results["points"]
     assert row["errors"] > 0 and set(row["error_codes"]) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED"}, row
     assert row["incorrect"] == 0 and row["n"] > 0
     (burst,) = results["faults"]["error_bursts"]

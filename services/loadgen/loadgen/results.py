@@ -22,11 +22,13 @@ from loadgen.plan import LoadPlan
 from loadgen.recorder import Recorder, Tally
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p999": 99.9}
+CURVE_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0)
+"""The latency-by-percentile curve kept with each point (the report plots it)."""
 CSV_FIELDS = [
     "run_id", "backend", "server", "model", "batch_size", "mode", "arrivals", "point", "users", "target_rate",
     "n", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "throughput_rps",
-    "images_per_s", "requests", "errors", "error_codes", "incorrect", "window_s", "slo_ms", "p99_within_slo",
-    "cpu", "cores", "hostname",
+    "images_per_second", "requests", "errors", "error_codes", "incorrect", "window_s", "slo_ms",
+    "p99_within_slo", "cpu", "cores", "hostname",
 ]  # fmt: skip
 
 
@@ -64,9 +66,12 @@ def summarize(tally: Tally, window_s: float) -> dict[str, Any]:
     for name, q in PERCENTILES.items():
         row[f"{name}_ms"] = round(h.get_value_at_percentile(q) / 1000, 3) if n else None
     row["max_ms"] = round(h.get_max_value() / 1000, 3) if n else None
+    row["percentiles"] = (
+        {f"{q:g}": round(h.get_value_at_percentile(q) / 1000, 3) for q in CURVE_PERCENTILES} if n else {}
+    )
     row["mean_ms"] = round(tally.latency_sum_s / n * 1000, 3) if n else None
     row["throughput_rps"] = round(n / window_s, 3) if window_s > 0 else None
-    row["images_per_s"] = round(tally.images / window_s, 3) if window_s > 0 else None
+    row["images_per_second"] = round(tally.images / window_s, 3) if window_s > 0 else None
     row["requests"] = tally.requests
     row["errors"] = tally.error_count
     row["error_codes"] = dict(sorted(tally.errors.items()))
@@ -122,6 +127,7 @@ def build(
             "run_id": run_id,
             "backend": config["backend"],
             "server": preflight.get("server", config["backend"]),
+            "stand_in": "stand-in" in str(preflight.get("server", "")).lower(),
             "model": config["model"],
             "batch_size": config["batch_size"],
             "mode": plan.mode,
@@ -138,6 +144,7 @@ def build(
         row.update(cpu=hw["cpu"], cores=hw["cores"], hostname=hw["hostname"])
         rows.append(row)
     timeline = {s: dict(c) for s, c in sorted(recorder.timeline.items())}
+    bursts = error_bursts(timeline)
     return {
         "run_id": run_id,
         "stop_reason": stop_reason,
@@ -146,8 +153,13 @@ def build(
         "plan": plan.describe(),
         "preflight": preflight,
         "hardware": hw,
-        "rows": rows,
-        "faults": {"error_bursts": error_bursts(timeline)},
+        "points": rows,
+        "faults": {"error_bursts": bursts},
+        "failures": [
+            f"{b['errors']} errors {b['codes']} from {b['from_s']} s to {b['to_s']} s"
+            f"{'' if b['recovered'] else ', not recovered by the end of the run'}"
+            for b in bursts
+        ],
         "timeline": {str(s): c for s, c in timeline.items()},
     }
 
@@ -160,7 +172,7 @@ def write(results: dict[str, Any], results_dir: Path) -> tuple[Path, Path]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    for row in results["rows"]:
+    for row in results["points"]:
         writer.writerow({**row, "error_codes": json.dumps(row["error_codes"])})
     atomic_write_text(csv_path, buffer.getvalue())
     return json_path, csv_path

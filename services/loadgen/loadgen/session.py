@@ -160,7 +160,7 @@ class LoadSession:
             stop_reason=self.stop_reason,
         )
         json_path, csv_path = results.write(data, self.options.results_dir)
-        for row in data["rows"]:
+        for row in data["points"]:
             log.info(
                 "%s %s: n=%s p50=%s p99=%s p99.9=%s max=%s ms, %s req/s, errors=%s incorrect=%s",
                 row["backend"], row["point"], row["n"], row["p50_ms"], row["p99_ms"], row["p999_ms"],
