@@ -4,6 +4,8 @@ imgbench data digits --out data/digits
 imgbench data check data/digits
 imgbench stack up prometheus pushgateway --run-dir runs/stack
 imgbench stack down --run-dir runs/stack
+imgbench load run --headless --backend triton --model pt_resnet18 --mode open --rate 50
+imgbench load sweep --case triton:pt_resnet18 --slo 0.1
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ data_app = typer.Typer(no_args_is_help=True, help="Write and check ImageFolder d
 stack_app = typer.Typer(no_args_is_help=True, help="Run services natively on 127.0.0.1.")
 app.add_typer(data_app, name="data")
 app.add_typer(stack_app, name="stack")
+load_app = typer.Typer(
+    no_args_is_help=True,
+    help="The load generator (Locust, in its own venv): `load run --help`, `load sweep --help`.",
+)
+app.add_typer(load_app, name="load")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -192,6 +199,35 @@ def report(
 
     path = build_report(run_dir, out, prices)
     console.print(f"report: {path}")
+
+
+# -- load ------------------------------------------------------------------------------------------
+# The loadgen runs in its own venv: Locust monkey-patches the process with gevent, which the core
+# (and TensorFlow/torch next to it) must never see. These commands only hand their arguments over.
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _loadgen(module: str, args: list[str]) -> None:
+    import subprocess
+
+    from imgbench.paths import project_root, venv_bin
+
+    python = venv_bin("loadgen") / "python"
+    if not python.exists():
+        raise ImgbenchError(f"the loadgen venv is missing ({python}); run `scripts/setup.sh loadgen`")
+    raise typer.Exit(subprocess.call([str(python), "-m", module, *args], cwd=project_root()))
+
+
+@load_app.command("run", context_settings=PASS_THROUGH)
+def load_run(ctx: typer.Context) -> None:
+    """A Locust run: `python -m loadgen` with these arguments (--help lists Locust's and imgbench's)."""
+    _loadgen("loadgen", ctx.args)
+
+
+@load_app.command("sweep", context_settings=PASS_THROUGH)
+def load_sweep(ctx: typer.Context) -> None:
+    """Per backend, the highest arrival rate whose p99 stays under the SLO (--help lists the options)."""
+    _loadgen("loadgen.sweep", ctx.args)
 
 
 def main() -> None:
