@@ -3,8 +3,8 @@ container's entry point), its web UI and Prometheus exporter on this stack's por
 stack's model server, model repository and Pushgateway.
 
 Stack options (``Stack(options=...)``):
-- ``loadgen.backend``: torchserve | triton | tfserving (default triton); the target is that service's
-  gRPC port in this stack;
+- ``loadgen.backend``: torchserve | triton | tfserving (default: $IMGBENCH_BACKEND, else triton); the
+  target is that service's gRPC port in this stack;
 - ``loadgen.args``: more loadgen/Locust arguments, e.g. ``--headless --model pt_resnet18 --mode open``.
 Without ``--headless`` the web UI waits for a test to be started (http://127.0.0.1:8089).
 Ready when the exporter answers, which is after the preflight checks passed.
@@ -12,6 +12,7 @@ Ready when the exporter answers, which is after the preflight checks passed.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def build(ctx: StackContext) -> LaunchPlan:
     python = venv_bin("loadgen") / "python"
     if not python.exists():
         raise StackError(f"the loadgen venv is missing ({python}); run `scripts/setup.sh loadgen`")
-    backend = ctx.options.get(BACKEND_OPTION, "triton")
+    backend = ctx.options.get(BACKEND_OPTION) or os.environ.get("IMGBENCH_BACKEND", "triton")
     ports = ctx.ports["loadgen"]
     workdir = ctx.service_dir("loadgen")
     env = {"PYTHONUNBUFFERED": "1", "IMGBENCH_BACKEND": backend}
