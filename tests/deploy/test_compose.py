@@ -266,3 +266,42 @@ def test_tfserving_reads_the_files_trainer_tf_writes(compose: dict) -> None:
     prometheus = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == "tfserving")
     assert job["metrics_path"] == names["metrics_path"]
+
+
+def _inline_programs(argv: list[str]) -> list[tuple[str, str]]:
+    """(language, source) of `python -c SRC` and `bash|sh -c SRC` commands in ``argv``."""
+    if argv and argv[0] in ("CMD", "CMD-SHELL"):
+        argv = argv[1:]
+    if len(argv) >= 3 and argv[1] == "-c":
+        if Path(argv[0]).name.startswith("python"):
+            return [("python", argv[2])]
+        if Path(argv[0]).name in ("bash", "sh"):
+            return [(Path(argv[0]).name, argv[2])]
+    return []
+
+
+def _k8s_commands() -> list[list[str]]:
+    commands = []
+    for path in (ROOT / "deploy/k8s/base").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc["kind"] not in ("Deployment", "Job"):
+                continue
+            pod = doc["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                commands.append(container.get("command", []))
+                for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                    commands.append(container.get(probe, {}).get("exec", {}).get("command", []))
+    return commands
+
+
+def test_inline_probe_programs_parse(compose: dict) -> None:
+    """Healthcheck and probe one-liners are at least valid Python / shell."""
+    commands = [s["healthcheck"]["test"] for s in compose["services"].values() if "healthcheck" in s]
+    programs = [p for argv in [*commands, *_k8s_commands()] for p in _inline_programs(argv)]
+    assert len(programs) >= 8
+    for language, source in programs:
+        if language == "python":
+            compile(source, "<probe>", "exec")
+        else:
+            result = run([language, "-n", "-c", source.replace("$$", "$")])
+            assert result.returncode == 0, f"{source}\n{result.stderr}"
