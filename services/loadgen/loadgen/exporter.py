@@ -40,11 +40,12 @@ class LoadgenCollector(Collector):
     def _bucket_counts(self, tally: Tally) -> list[tuple[str, float]]:
         counts = [0] * (len(self.buckets) + 1)
         if tally.histogram.get_total_count():
-            for item in tally.histogram.get_recorded_iterator():
-                # The value HdrHistogram stands for (its bucket's top, within 0.1%) decides the edge.
-                counts[bisect.bisect_left(self._edges_us, item.value_iterated_to)] += (
-                    item.count_at_value_iterated_to
-                )
+            histogram = tally.histogram
+            for item in histogram.get_recorded_iterator():
+                # An HdrHistogram bucket spans 0.1% of its value; its lowest value decides the edge, so
+                # a latency recorded exactly at an edge (the SLO) counts as within it, as `le` means.
+                lowest = histogram.get_lowest_equivalent_value(item.value_iterated_to)
+                counts[bisect.bisect_left(self._edges_us, lowest)] += item.count_at_value_iterated_to
         cumulative, out = 0, []
         for edge, count in zip([*self.buckets, float("inf")], counts, strict=True):
             cumulative += count
