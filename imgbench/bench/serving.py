@@ -157,6 +157,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     servers = args.servers.split(",")
     ports = free_port_map()
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()
     with Stack(args.run_dir, ports=ports, model_repository=repository.root) as stack:
         for server in servers:
             prefix, kind, venv, runtime = SERVERS[server]
@@ -201,6 +202,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "processor": platform.processor() or "unknown",
+            # Other work on the machine skews every figure; the report says how busy it was.
+            "load_average_1m": {"start": load_before[0], "end": os.getloadavg()[0]},
         },
         "settings": {
             "seconds": args.seconds,
@@ -238,7 +241,9 @@ def markdown(report: dict[str, Any], json_path: Path) -> str:
             "## Serving",
             "",
             f"`python -m imgbench.bench.serving`, {report['created_at']}, {hardware['cpus']} CPU cores "
-            f"({hardware['machine']}), no GPU; client, server and in-process runs share the cores. "
+            f"({hardware['machine']}), no GPU; client, server and in-process runs share the cores "
+            f"(1-minute load average {hardware['load_average_1m']['start']:.1f} at the start, "
+            f"{hardware['load_average_1m']['end']:.1f} at the end). "
             f"{settings['seconds']:.0f} s per measurement after {settings['warmup_seconds']:.0f} s warm-up"
             ", batch 1 per request, HdrHistogram percentiles. In-process: the server's own runtime "
             "with one intra-op thread, in the server's venv. Natively TF Serving is the TF Serving stand-in "
