@@ -108,11 +108,21 @@ class Recorder:
         code: str | None = None,
         labels: tuple[str, str, str] = ("", "", ""),
     ) -> None:
+        # Hot path (every request): no setdefault, which would build a histogram per call.
         if measured:
-            self.points.setdefault(point, Tally()).add(latency_s, outcome, images, code)
-        self.exported.setdefault(labels, Tally()).add(latency_s, outcome, images, code)
+            tally = self.points.get(point)
+            if tally is None:
+                tally = self.points[point] = Tally()
+            tally.add(latency_s, outcome, images, code)
+        exported = self.exported.get(labels)
+        if exported is None:
+            exported = self.exported[labels] = Tally()
+        exported.add(latency_s, outcome, images, code)
         second = int(max(elapsed_s, 0.0) // TIMELINE_BUCKET_S)
-        self.timeline.setdefault(second, Counter())[code if outcome == "error" else outcome] += 1
+        counts = self.timeline.get(second)
+        if counts is None:
+            counts = self.timeline[second] = Counter()
+        counts[code if outcome == "error" else outcome] += 1
 
     def encode(self) -> dict[str, Any]:
         return {
