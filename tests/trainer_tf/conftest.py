@@ -23,9 +23,10 @@ if str(SERVICE_ROOT) not in sys.path:
 IMAGE_SIZE = 32
 ARCHITECTURE = "mobilenet_v3_small"
 EPOCHS = 6
-# trainer-pt's test recipe, so the two suites train the same thing: peak lr 1.6·32/256 = 0.2, crops
-# keeping ≥ 50% of the image (0.08 of a 32-px digit is a stroke fragment), batch-norm momentum 0.1.
-LR = "1.6"
+# trainer-pt's test recipe (crops keeping ≥ 50% of the image: 8% of a 32-px digit is a stroke fragment;
+# batch-norm momentum 0.1) except the learning rate: trainer-pt's peak 0.2 (--lr 1.6) diverges in Keras
+# (measured: train loss 2.1 → 2.7, val loss 1e4 after epoch 2); peak 0.02 reached 92.8% val top-1 in 6 epochs.
+LR = "0.16"
 RECIPE = ["--crop-scale-min", "0.5", "--bn-momentum", "0.1"]
 
 

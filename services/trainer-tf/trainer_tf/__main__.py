@@ -48,7 +48,7 @@ def _add_export_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--quantized-min-agreement",
         type=float,
-        default=0.95,
+        default=0.9,
         help="gate: least top-1 agreement of the dynamic-range and int8 TFLite models (default: %(default)s)",
     )
     group.add_argument(
@@ -180,6 +180,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
 
     group = train.add_argument_group("speed")
+    group.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="TensorFlow intra- and inter-op threads (default: TensorFlow's choice, one per core)",
+    )
     group.add_argument(
         "--jit-compile", action="store_true", help="XLA; ~5× slower on CPU here, so off (default: off)"
     )

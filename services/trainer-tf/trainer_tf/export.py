@@ -99,7 +99,13 @@ def _rename_output(model_proto, name: str) -> None:
 def tflite_models(savedmodel_dir: Path, calibration: np.ndarray) -> dict[str, bytes]:
     """fp32, dynamic-range (int8 weights) and full-int8 (weights and activations, calibrated on
     training images; float32 input/output so clients send the same tensor) flatbuffers."""
+    import warnings
+
     import tensorflow as tf
+
+    # The int8 calibrator runs tf.lite.Interpreter internally and warns that it is deprecated; our own
+    # evaluation already uses ai_edge_litert's interpreter.
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
 
     def converter():
         return tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_dir), signature_keys=[SIGNATURE])

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from imgbench.catalog import get_entry
@@ -129,13 +130,36 @@ def _mobilenet_v3(application: Callable, last_channel: int):
             weights=None,
             include_preprocessing=False,  # inputs arrive normalized, as in torchvision
         )
+        _torchvision_mobilenet_init(features)
+        # torchvision: Linear layers of MobileNetV3 start at N(0, 0.01) with zero bias.
+        head_init = keras.initializers.RandomNormal(stddev=0.01)
         x = layers.GlobalAveragePooling2D(name="avgpool")(features.output)
-        x = layers.Dense(last_channel, kernel_initializer=_LINEAR_INIT, name="classifier_fc")(x)
+        x = layers.Dense(last_channel, kernel_initializer=head_init, name="classifier_fc")(x)
         x = layers.Activation("hard_swish", name="classifier_hardswish")(x)
         x = layers.Dropout(0.2, name="classifier_dropout")(x)
-        return _logits(x, num_classes)
+        return layers.Dense(num_classes, kernel_initializer=head_init, name=LOGITS_NAME, dtype="float32")(x)
 
     return build
+
+
+def _torchvision_mobilenet_init(features: keras.Model) -> None:
+    """Re-draw keras.applications' Glorot-initialized convolutions the way torchvision's MobileNetV3 does:
+    ``kaiming_normal_(mode="fan_out")`` with torch's fan-out (out channels × kernel area, depthwise too)
+    and zero biases, so both frameworks start from the same distribution."""
+    for layer in features.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            kh, kw, channels, _ = layer.kernel.shape
+            fan_out = channels * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw, _, out = layer.kernel.shape
+            fan_out = out * kh * kw
+        else:
+            continue
+        # Drawn through Keras's seeded generator, so keras.utils.set_random_seed makes it reproducible.
+        initializer = keras.initializers.RandomNormal(stddev=float(np.sqrt(2.0 / fan_out)))
+        layer.kernel.assign(initializer(layer.kernel.shape))
+        if layer.use_bias:
+            layer.bias.assign(np.zeros(layer.bias.shape, dtype="float32"))
 
 
 # -- MobileNetV4-Conv-Small (timm mobilenetv4_conv_small) -------------------------------------------

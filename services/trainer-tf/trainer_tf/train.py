@@ -93,6 +93,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         "seed": args.seed,
         "jit_compile": args.jit_compile,
         "mixed_precision": args.mixed_precision,
+        "threads": args.threads,
         "bn_momentum": args.bn_momentum,
         "bn_momentum_keras": 1.0 - args.bn_momentum,
         "class_names": train_split.class_names,
@@ -118,9 +119,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             if saved.get(key) != config[key]:
                 log.warning("--resume: %s changed from %r to %r", key, saved.get(key), config[key])
         if not (run_dir / BACKUP_DIR).is_dir():
-            raise ImgbenchError(
-                f"--resume: {run_dir} has no backup to resume from ({BACKUP_DIR}/ is missing)"
-            )
+            # Killed before the first epoch finished: nothing to restore, so the run starts over.
+            log.warning("--resume: %s has no finished epoch yet; starting at epoch 1", run_dir)
     elif config_path.exists():
         raise ImgbenchError(
             f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir"
@@ -156,6 +156,10 @@ def train(args: argparse.Namespace) -> Path:
     from trainer_tf.models import build_model, count_parameters
     from trainer_tf.optim import make_optimizer, scaled_learning_rate
 
+    if args.threads:
+        # Before the first op: with other processes on 2 cores, fewer threads avoid oversubscription.
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     keras.utils.set_random_seed(config["seed"])
     gpus = tf.config.list_logical_devices("GPU")
     # Several visible devices: one replica each, gradients all-reduced (trainer-pt uses DDP there).
