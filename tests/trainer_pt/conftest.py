@@ -19,13 +19,15 @@ if str(TRAINER_ROOT) not in sys.path:
     sys.path.insert(0, str(TRAINER_ROOT))
 
 IMAGE_SIZE = 32
-# Measured on 2 shared cores: MobileNetV3-Small at 32 px reaches ~93-96% val top-1 in 6 epochs, ~12 s each.
-# Its own batch-norm momentum (0.01) leaves running statistics unconverged after ~270 steps: 0.1 fixes it.
+# Measured on 2 shared cores: MobileNetV3-Small at 32 px (batch-norm momentum 0.1, the trainer's default),
+# seed 0, reached 92.2% val top-1 after 7 epochs (12-60 s each, depending on the other load); other
+# initializations gave 89.4-93.3%, with horizontal flips 91.9%. Seeded, one thread and in-process loading,
+# the run is repeatable; the threshold leaves room for another CPU's kernels.
 RECIPE = [
-    "--model", "mobilenet_v3_small", "--image-size", str(IMAGE_SIZE), "--bn-momentum", "0.1",
-    "--lr", "1.6", "--crop-scale-min", "0.5", "--threads", "1", "-j", "0",
+    "--model", "mobilenet_v3_small", "--image-size", str(IMAGE_SIZE), "--lr", "0.8",
+    "--crop-scale-min", "0.5", "--hflip", "0", "--threads", "1", "-j", "0",
 ]  # fmt: skip
-EPOCHS = 6
+EPOCHS = 7
 MIN_TOP1 = 0.90
 
 

@@ -44,7 +44,7 @@ def test_config_records_the_resolved_recipe(trained: TrainedRun) -> None:
     assert config["epochs"] == EPOCHS
     assert config["momentum"] == 0.9 and config["weight_decay"] == 1e-4
     # Linear scaling: --lr is per 256 images, the run used batch 32 on one process.
-    assert config["effective_lr"] == pytest.approx(1.6 * 32 / 256)
+    assert config["effective_lr"] == pytest.approx(0.8 * 32 / 256)
     assert config["world_size"] == 1 and config["num_classes"] == 10
 
 

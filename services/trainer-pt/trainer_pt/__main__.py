@@ -51,6 +51,12 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="smallest area share RandomResizedCrop keeps (default: 0.08, torchvision's)",
     )
     parser.add_argument(
+        "--hflip",
+        type=float,
+        default=0.5,
+        help="horizontal flip probability; 0 for data that is not mirror-symmetric (default: 0.5)",
+    )
+    parser.add_argument(
         "--skip-data-check",
         action="store_true",
         help="do not decode every image before training (default: check)",

@@ -26,11 +26,11 @@ from imgbench.manifest import IMAGENET_MEAN, IMAGENET_STD
 log = logging.getLogger(__name__)
 
 
-def train_transform(image_size: int, crop_scale_min: float = 0.08) -> transforms.Compose:
+def train_transform(image_size: int, crop_scale_min: float = 0.08, hflip: float = 0.5) -> transforms.Compose:
     return transforms.Compose(
         [
             transforms.RandomResizedCrop(image_size, scale=(crop_scale_min, 1.0), antialias=True),
-            transforms.RandomHorizontalFlip(),
+            transforms.RandomHorizontalFlip(hflip),
             transforms.ToTensor(),
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
@@ -81,13 +81,15 @@ def check_dataset(root: Path) -> None:
         raise DatasetError(f"{report.problems[0]}{more}")
 
 
-def load_splits(root: Path, image_size: int, check: bool = True, crop_scale_min: float = 0.08) -> Splits:
+def load_splits(
+    root: Path, image_size: int, check: bool = True, crop_scale_min: float = 0.08, hflip: float = 0.5
+) -> Splits:
     """train/ and val/ of an ImageFolder tree with the seed's transforms; val classes must equal train's."""
     root = Path(root)
     if check:
         check_dataset(root)
     train = datasets.ImageFolder(
-        str(root / "train"), transform=train_transform(image_size, crop_scale_min), loader=load_rgb
+        str(root / "train"), transform=train_transform(image_size, crop_scale_min, hflip), loader=load_rgb
     )
     val = datasets.ImageFolder(str(root / "val"), transform=eval_transform(image_size), loader=load_rgb)
     if train.classes != val.classes:

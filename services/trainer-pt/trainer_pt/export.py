@@ -184,11 +184,6 @@ def write_mar(
     return mar
 
 
-def _val_loader(data_path: Path, image_size: int, batch_size: int, workers: int) -> DataLoader:
-    splits = load_splits(data_path, image_size, check=False)
-    return DataLoader(splits.val, batch_size=batch_size, shuffle=False, num_workers=workers)
-
-
 def collect_logits(
     reference: nn.Module,
     torchscript: torch.jit.ScriptModule,
@@ -316,7 +311,12 @@ def export_run(args: argparse.Namespace) -> Manifest:
         export_onnx(exportable, example, onnx_path, args.opset)
 
         # The gate: every validation image through eager PyTorch, TorchScript and ONNX Runtime.
-        loader = _val_loader(data_path, size, args.batch_size, args.workers)
+        splits = load_splits(data_path, size, check=False)
+        if splits.class_names != trained.class_names:
+            raise ImgbenchError(
+                f"{data_path} has classes {splits.class_names}, the run was trained on {trained.class_names}"
+            )
+        loader = DataLoader(splits.val, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
         logits = collect_logits(
             trained.model, torch.jit.load(str(torchscript_path)), ort_session(onnx_path), loader
         )
@@ -427,7 +427,7 @@ def export_run(args: argparse.Namespace) -> Manifest:
             name=str(info.get("name", data_path.name)),
             path=str(data_path),
             eval_split="val",
-            num_train=sum(1 for _ in (data_path / "train").rglob("*") if _.is_file()),
+            num_train=len(splits.train),
             num_eval=int(labels.shape[0]),
             image_size=size,
         ),

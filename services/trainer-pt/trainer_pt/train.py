@@ -303,6 +303,8 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
         raise ImgbenchError(f"--epochs must be at least 1, got {args.epochs}")
     if not 0.0 < args.crop_scale_min <= 1.0:
         raise ImgbenchError(f"--crop-scale-min must be in (0, 1], got {args.crop_scale_min}")
+    if not 0.0 <= args.hflip <= 1.0:
+        raise ImgbenchError(f"--hflip must be in [0, 1], got {args.hflip}")
     splits = load_splits(
         Path(args.data_path),
         args.image_size,
@@ -310,6 +312,8 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
         crop_scale_min=args.crop_scale_min,
     )
     class_names = splits.class_names
+    # Seeded before the model is built: the random initialization is part of the recipe.
+    seed_everything(args.seed + dist_info.rank)
     model = build_model(
         args.model, len(class_names), args.image_size, args.bn_momentum
     )  # unknown names fail here
@@ -327,7 +331,6 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _add_file_log(run_dir)
-    seed_everything(args.seed + dist_info.rank)
     config = resolved_config(args, dist_info, class_names)
     log.info("config: %s", json.dumps(config, sort_keys=True))
 
