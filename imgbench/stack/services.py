@@ -80,8 +80,11 @@ def _pushgateway(ctx: StackContext) -> LaunchPlan:
         "prometheus-pushgateway", "run `make setup` (Debian package 'prometheus-pushgateway')"
     )
     port = ctx.ports["pushgateway"]["http"]
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: every stack would
+    # load (and overwrite) the groups pushed by every other one. Each stack keeps its own.
+    persistence = ctx.service_dir("pushgateway") / "pushgateway.data"
     return LaunchPlan(
-        argv=[binary, f"--web.listen-address={LOOPBACK}:{port}"],
+        argv=[binary, f"--web.listen-address={LOOPBACK}:{port}", f"--persistence.file={persistence}"],
         ready=http_ok(f"http://{LOOPBACK}:{port}/-/ready"),
     )
 

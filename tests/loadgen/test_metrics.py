@@ -9,6 +9,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,11 @@ def test_prometheus_p99_matches_hdrhistogram_and_pushgateway_keeps_the_run(
     start_fake_triton, fake_repository: Path, tmp_path: Path
 ) -> None:
     server = start_fake_triton(service_time=0.004)
+    run_id = f"metrics-test-{uuid.uuid4().hex[:8]}"  # a group no earlier push can have left behind
     ports = free_port_map()
     args = (
         f"--headless --backend triton --target {server.target} --model {MODEL} --mode open "
-        "--arrivals poisson --rate 60 --step-duration 12 --warmup 0 --drain 2 --run-id metrics-test"
+        f"--arrivals poisson --rate 60 --step-duration 12 --warmup 0 --drain 2 --run-id {run_id}"
     )
     stack = Stack(
         tmp_path / "stack",
@@ -62,7 +64,7 @@ def test_prometheus_p99_matches_hdrhistogram_and_pushgateway_keeps_the_run(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(s.running for s in stack.status() if s.name == "loadgen"):
             time.sleep(0.5)
-        results = json.loads((tmp_path / "stack" / "loadgen" / "results" / "metrics-test.json").read_text())
+        results = json.loads((tmp_path / "stack" / "loadgen" / "results" / f"{run_id}.json").read_text())
         (row,) = results["points"]
         assert row["n"] > 300 and row["errors"] == 0
         hdr_p99 = row["p99_ms"] / 1000
@@ -78,7 +80,7 @@ def test_prometheus_p99_matches_hdrhistogram_and_pushgateway_keeps_the_run(
         )
 
         # What the headless run pushed when it ended: all of it, so the same bucket exactly.
-        pushed = f"{obs.REQUEST_LATENCY}_bucket{{job='imgbench_loadgen',run_id='metrics-test',{selector}}}"
+        pushed = f"{obs.REQUEST_LATENCY}_bucket{{job='imgbench_loadgen',run_id='{run_id}',{selector}}}"
         deadline, answer = time.monotonic() + 20, []
         while time.monotonic() < deadline and not answer:
             answer = query(stack, f"histogram_quantile(0.99, sum by (le) ({pushed}))")
@@ -92,7 +94,7 @@ def test_prometheus_p99_matches_hdrhistogram_and_pushgateway_keeps_the_run(
             text = response.read().decode()
         total = sum(sum(c.values()) for c in results["timeline"].values())
         line = next(
-            ln for ln in text.splitlines() if ln.startswith(obs.REQUESTS) and 'run_id="metrics-test"' in ln
+            ln for ln in text.splitlines() if ln.startswith(obs.REQUESTS) and f'run_id="{run_id}"' in ln
         )
         assert float(line.rsplit(" ", 1)[1]) == total
         scraped_value = float(scraped_p99["value"][1])
