@@ -68,11 +68,16 @@ def test_open_loop_latency_shows_the_backlog_that_closed_loop_hides(
     assert row["requests"] == pytest.approx(rate * duration, rel=0.05)
     assert row["errors"] == 0 and row["incorrect"] == 0, row
     predicted_max_s = duration * (rate / capacity - 1)
+    closed_row = closed.row()
+    print(
+        f"\ncapacity {capacity:.1f}/s, open loop at {rate}/s: predicted max {predicted_max_s:.2f} s, "
+        f"measured p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, max {row['max_ms']:.0f} ms; "
+        f"closed loop p50 {closed_row['p50_ms']:.1f} ms, p99 {closed_row['p99_ms']:.1f} ms"
+    )
     assert 0.5 * predicted_max_s <= row["max_ms"] / 1000 <= 1.5 * predicted_max_s + 0.1, (row, capacity)
     # Median request is about half-way up the backlog.
     assert row["p50_ms"] / 1000 >= 0.25 * predicted_max_s, (row, capacity)
     # The closed-loop user at the same server saw only the service time.
-    closed_row = closed.row()
     assert closed_row["p99_ms"] < 0.2 * row["p50_ms"], (closed_row, row)
     assert closed_row["p99_ms"] < 100
     # Latency grows with the backlog second by second (the schedule's prediction), not at random.
