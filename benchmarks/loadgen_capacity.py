@@ -99,7 +99,7 @@ def imgbench_run(target: str, results: Path, run_id: str, core: int | None, *arg
         "--target", target, "--metrics-port", "0", "--results-dir", str(results), "--run-id", run_id, *args,
     ])  # fmt: skip
     done, wall, cpu = run_measured(argv)
-    if done.returncode != 0:
+    if done.returncode not in (0, 1):  # 1: Locust's "there were failures", recorded in the point
         raise SystemExit(f"{run_id} failed:\n{done.stdout[-3000:]}")
     (point,) = json.loads((results / f"{run_id}.json").read_text())["points"]
     return {"point": point, "wall_s": wall, "cpu_s": cpu}
@@ -176,13 +176,24 @@ def main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             seconds = args.seconds
-            closed = imgbench_run(
-                target, workdir, "closed", loadgen_core, "-u", "16", "--step-duration", f"{seconds + 2:g}",
-                "--warmup", "2", "--drain", "1",
-            )  # fmt: skip
-            plain = plain_locust_run(target, workdir, 16, seconds + 2, loadgen_core)
+            # Interleaved rounds: the machine is shared, so each side gets the same mix of conditions;
+            # the best round of each side is its capacity.
+            rounds = []
+            for round_index in range(args.rounds):
+                mine = imgbench_run(
+                    target, workdir, f"closed{round_index}", loadgen_core, "-u", "16",
+                    "--step-duration", f"{seconds + 2:g}", "--warmup", "2", "--drain", "1",
+                )  # fmt: skip
+                theirs = plain_locust_run(target, workdir, 16, seconds + 2, loadgen_core)
+                rounds.append((mine, theirs))
+            closed = max((m for m, _ in rounds), key=lambda r: r["point"]["throughput_rps"])
+            plain = max((p for _, p in rounds), key=lambda r: r["throughput_rps"])
+            out["rounds"] = [
+                {"imgbench_rps": m["point"]["throughput_rps"], "plain_rps": round(p["throughput_rps"], 1)}
+                for m, p in rounds
+            ]
             capacity = closed["point"]["throughput_rps"]
-            open_rate = round(0.8 * capacity)
+            open_rate = round(0.7 * capacity)
             opened = imgbench_run(
                 target, workdir, "open", loadgen_core, "--mode", "open", "--arrivals", "constant",
                 "--rate", str(open_rate), "--step-duration", f"{seconds + 2:g}", "--warmup", "2",
@@ -235,6 +246,13 @@ def main(args: argparse.Namespace) -> None:
         write_doc_section(args.doc, out, args.out, args.seconds)
 
 
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def write_doc_section(doc: Path, out: dict, json_path: Path, seconds: float) -> None:
     """Replace (or append) the loadgen section of docs/benchmarks.md."""
     closed, opened, added = (
@@ -268,8 +286,8 @@ def write_doc_section(doc: Path, out: dict, json_path: Path, seconds: float) -> 
         "",
         "| what | value |",
         "|---|---|",
-        f"| open loop, constant arrivals at {rate}/s (80% of capacity): sent / due "
-        f"| {opened['schedule_kept']:.3f} |",
+        f"| open loop, constant arrivals at {rate}/s (70% of capacity): sent / due "
+        f"| {opened['schedule_kept']:.3f} ({opened['errors']} errors) |",
         f"| open loop at {rate}/s: p50 / p99 ms from the scheduled time "
         f"| {opened['p50_ms']:.2f} / {opened['p99_ms']:.2f} |",
         f"| added p50 latency: open loop at 50/s vs a plain blocking gRPC client at 50/s "
@@ -278,7 +296,8 @@ def write_doc_section(doc: Path, out: dict, json_path: Path, seconds: float) -> 
         "The plain user is Locust's examples/grpc pattern (time, call, `events.request.fire`); imgbench's",
         "adds the open-loop schedule, the HdrHistogram recorder (two `record_value` per request: the",
         "results' window and the exporter), the timeline and the answer check (none here: a health check",
-        f"has no label). The goal was ≥ 2,000 req/s per core. Raw results: `{json_path.as_posix()}`.",
+        f"has no label). Best of {len(out['rounds'])} interleaved rounds per side: {out['rounds']}.",
+        f"The goal was ≥ 2,000 req/s per core. Raw results: `{_relative(json_path)}`.",
         "<!-- loadgen:end -->",
     ]
     section = "\n".join(lines)
@@ -297,5 +316,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=15.0, help="Measured seconds per run (default 15).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "loadgen_capacity.json")
+    parser.add_argument("--rounds", type=int, default=2, help="Interleaved closed-loop rounds (default 2).")
     parser.add_argument("--doc", type=Path, default=None, help="Update this Markdown file's loadgen section.")
     main(parser.parse_args())

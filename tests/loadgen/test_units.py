@@ -67,7 +67,7 @@ def test_merged_worker_histograms_equal_one_histogram_of_everything() -> None:
 
 
 def test_exporter_buckets_count_exactly_what_the_histogram_holds() -> None:
-    recorder = Recorder()
+    recorder = Recorder(edges=obs.latency_buckets(0.1))
     latencies = [0.0004, 0.0009, 0.003, 0.0042, 0.05, 0.0999, 0.1, 0.1003, 0.3, 2.0, 20.0]
     for latency in latencies:
         recorder.record(
@@ -89,7 +89,7 @@ def test_exporter_buckets_count_exactly_what_the_histogram_holds() -> None:
         code="UNAVAILABLE",
         labels=("triton", "pt_x", "1"),
     )
-    collector = LoadgenCollector(lambda: recorder, lambda: (("triton", "pt_x", "1"), 3, 0.0), slo_seconds=0.1)
+    collector = LoadgenCollector(lambda: recorder, lambda: (("triton", "pt_x", "1"), 3, 0.0))
     families = {f.name: f for f in collector.collect()}
     buckets = {
         s.labels["le"]: s.value for s in families[obs.REQUEST_LATENCY].samples if s.name.endswith("_bucket")

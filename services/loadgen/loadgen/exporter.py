@@ -2,14 +2,12 @@
 ``imgbench.observability``: served on the metrics port while Locust runs (master or local process),
 pushed to the Pushgateway when a headless run ends.
 
-The latency histogram is built at scrape time from the recorder's HdrHistograms (cumulative counts at
-each bucket edge), so a distributed run exports what all workers measured, merged on the master,
-from the same numbers as the results.
+The latency histogram's buckets are counted per request by the recorder (exactly at the edges) and
+merged on the master like the HdrHistograms, so a distributed run exports what all workers measured.
 """
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Iterator
 
@@ -18,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from imgbench import observability as obs
-from loadgen.recorder import Recorder, Tally
+from loadgen.recorder import BucketTally, Recorder
 
 log = logging.getLogger(__name__)
 PUSH_JOB = "imgbench_loadgen"
@@ -29,28 +27,15 @@ class LoadgenCollector(Collector):
         self,
         recorder: Callable[[], Recorder],
         gauges: Callable[[], tuple[tuple[str, str, str], int, float]],
-        slo_seconds: float,
     ) -> None:
-        """``gauges()`` gives (labels, users, target rate) now."""
+        """``gauges()`` gives (labels, users, target rate) now; the buckets are the recorder's
+        (``latency_buckets(--slo)``)."""
         self.recorder = recorder
         self.gauges = gauges
-        self.buckets = obs.latency_buckets(slo_seconds)
-        self._edges_us = [edge * 1e6 for edge in self.buckets]
 
-    def _bucket_counts(self, tally: Tally) -> list[tuple[str, float]]:
-        counts = [0] * (len(self.buckets) + 1)
-        if tally.histogram.get_total_count():
-            histogram = tally.histogram
-            for item in histogram.get_recorded_iterator():
-                # An HdrHistogram bucket spans 0.1% of its value; its lowest value decides the edge, so
-                # a latency recorded exactly at an edge (the SLO) counts as within it, as `le` means.
-                lowest = histogram.get_lowest_equivalent_value(item.value_iterated_to)
-                counts[bisect.bisect_left(self._edges_us, lowest)] += item.count_at_value_iterated_to
-        cumulative, out = 0, []
-        for edge, count in zip([*self.buckets, float("inf")], counts, strict=True):
-            cumulative += count
-            out.append(("+Inf" if edge == float("inf") else repr(edge), cumulative))
-        return out
+    def _bucket_counts(self, tally: BucketTally) -> list[tuple[str, float]]:
+        labels = [repr(edge) for edge in tally.edges] + ["+Inf"]
+        return list(zip(labels, tally.cumulative(), strict=True))
 
     def collect(self) -> Iterator[Metric]:
         labels = list(obs.LABELS)

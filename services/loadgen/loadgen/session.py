@@ -22,6 +22,7 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from imgbench.errors import ImgbenchError
+from imgbench.observability import latency_buckets
 from loadgen import exporter, results
 from loadgen.options import LoadOptions
 from loadgen.plan import LoadPlan
@@ -103,6 +104,10 @@ class LoadSession:
     def start(self, at: float) -> None:
         """The run's clock starts ``at`` (perf_counter): when the test started here, before any
         preflight at test start, so every process's plan lines up with the master's shape."""
+        assert self.options is not None
+        edges = latency_buckets(self.options.slo)
+        if edges != self.recorder.edges:  # a new --slo: the exporter's buckets follow it
+            self.recorder = Recorder(edges=edges)
         self.recorder.reset_run()
         self.started = at
         self.issued, self.ended_at, self.results_written = 0, None, False
@@ -195,6 +200,7 @@ def _fail(message: str) -> None:
 def on_init(environment: Environment) -> None:
     global _session
     _session = session = LoadSession(environment)
+    session.recorder = Recorder(edges=latency_buckets(float(getattr(environment.parsed_options, "slo", 0.1))))
     headless = bool(environment.parsed_options and environment.parsed_options.headless)
     if session.is_worker:
         environment.events.report_to_master.add_listener(
@@ -233,9 +239,8 @@ def on_init(environment: Environment) -> None:
 
         environment.events.worker_report.add_listener(on_worker_report)
     metrics_port = int(getattr(environment.parsed_options, "metrics_port", 0) or 0)
-    slo = float(getattr(environment.parsed_options, "slo", 0.1))
     session.registry = exporter.make_registry(
-        exporter.LoadgenCollector(lambda: session.recorder, session.gauges, slo)
+        exporter.LoadgenCollector(lambda: session.recorder, session.gauges)
     )
     if metrics_port:
         exporter.serve(session.registry, environment.parsed_options.metrics_host, metrics_port)

@@ -4,11 +4,15 @@ then the drain, then the end of the run. Works headless and from the web UI."""
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 from locust import LoadTestShape
 
+from imgbench.errors import ImgbenchError
 from loadgen.session import current
+
+log = logging.getLogger(__name__)
 
 
 class PlanShape(LoadTestShape):
@@ -17,10 +21,27 @@ class PlanShape(LoadTestShape):
     use_common_options: ClassVar[bool] = True
     """-u is the single step's users when there are no --users-steps; -t stays a hard time bound."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.fresh = True
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        self.fresh = True
+
     def tick(self) -> tuple[int, float, list] | None:
         session = current()
+        if self.fresh:
+            # The first tick of a test comes before Locust's test_start: read the options now (the web
+            # UI may have changed them), so the first step already has the right users.
+            self.fresh = False
+            try:
+                session.configure()
+            except ImgbenchError as exc:
+                log.error("cannot start the load: %s", exc)
+                return None
         if session.options is None:
-            return None  # the preflight failed (logged)
+            return None
         plan = session.plan
         run_time = self.get_run_time()
         if run_time >= plan.total_s:
