@@ -66,7 +66,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"(default: {','.join(SERVERS)})")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement (default: 10)")
-    parser.add_argument("--warmup-seconds", type=float, default=2.0, help="excluded (default: 2)")
+    # TorchScript specialises per batch size in its first calls (0.3-2.9 s each, measured): warm up long.
+    parser.add_argument("--warmup-seconds", type=float, default=10.0, help="excluded (default: 10)")
     parser.add_argument("--concurrency", type=int, default=16, help="throughput clients (default: 16)")
     parser.add_argument(
         "--run-dir", type=Path, default=Path("runs/bench-serving"), help="(default: runs/bench-serving)"
