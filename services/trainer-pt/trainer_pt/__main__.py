@@ -211,9 +211,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "bench", help="trainer images/s vs a bare loop; eager vs compile; fp32 vs bf16"
     )
     add_data_arguments(bench)
-    bench.add_argument(
-        "--model", default=CPU_DEFAULT_ARCHITECTURE, help=f"(default: {CPU_DEFAULT_ARCHITECTURE})"
-    )
+    add_model_arguments(bench)  # --amp and --compile are set per variant
     bench.add_argument("--steps", type=int, default=20, help="timed steps per variant (default: 20)")
     bench.add_argument("--warmup-steps", type=int, default=5, help="untimed steps per variant (default: 5)")
     bench.add_argument(
