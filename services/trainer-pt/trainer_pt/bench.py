@@ -124,6 +124,25 @@ def hardware() -> dict[str, str]:
     }
 
 
+def _write_report(out: Path, settings: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    by_name = {r["variant"]: r for r in results}
+    ratios = {}
+    for name, key in (("compile", "compile_vs_eager_bare"), ("bf16", "bf16_vs_fp32_bare")):
+        if "fp32" in by_name and name in by_name:
+            ratios[key] = round(
+                by_name[name]["bare_images_per_second"] / by_name["fp32"]["bare_images_per_second"], 3
+            )
+    report = {
+        "benchmark": "trainer-pt",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": hardware(),
+        "settings": settings,
+        "results": results,
+        "ratios": ratios,
+    }
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+
+
 def main(args: argparse.Namespace) -> Path:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -133,9 +152,20 @@ def main(args: argparse.Namespace) -> Path:
         torch.set_num_threads(args.threads)
     info = DistInfo(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     splits = load_splits(
-        Path(args.data_path), args.image_size, check=False, crop_scale_min=args.crop_scale_min
+        Path(args.data_path),
+        args.image_size,
+        check=False,
+        crop_scale_min=args.crop_scale_min,
+        hflip=args.hflip,
     )
-    results = []
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) / f"trainer-pt-{args.model}-{args.image_size}px-{stamp}.json"
+    settings = {
+        "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
+        "workers": args.workers, "steps": args.steps, "warmup_steps": args.warmup_steps,
+        "data_path": str(args.data_path), "device": str(info.device), "variants": variants,
+    }  # fmt: skip
+    results: list[dict[str, Any]] = []
     for name in variants:
         variant_args = _variant_args(args, name)
         log.info("bench %s: trainer loop", name)
@@ -149,31 +179,8 @@ def main(args: argparse.Namespace) -> Path:
         log.info(
             "bench %s: trainer %.1f img/s, bare %.1f img/s, ratio %.3f", name, trainer, bare, trainer / bare
         )
-    by_name = {r["variant"]: r for r in results}
-    ratios = {}
-    if "fp32" in by_name and "compile" in by_name:
-        ratios["compile_vs_eager_bare"] = round(
-            by_name["compile"]["bare_images_per_second"] / by_name["fp32"]["bare_images_per_second"], 3
-        )
-    if "fp32" in by_name and "bf16" in by_name:
-        ratios["bf16_vs_fp32_bare"] = round(
-            by_name["bf16"]["bare_images_per_second"] / by_name["fp32"]["bare_images_per_second"], 3
-        )
-    report = {
-        "benchmark": "trainer-pt",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hardware": hardware(),
-        "settings": {
-            "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
-            "workers": args.workers, "steps": args.steps, "warmup_steps": args.warmup_steps,
-            "data_path": str(args.data_path), "device": str(info.device),
-        },
-        "results": results,
-        "ratios": ratios,
-    }  # fmt: skip
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.out) / f"trainer-pt-{args.model}-{args.image_size}px-{stamp}.json"
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        # Written after every variant: a slow torch.compile killed by a time limit keeps the others.
+        _write_report(out, settings, results)
     print("| variant | trainer img/s | bare img/s | trainer/bare |\n|---|---|---|---|")
     for r in results:
         print(f"| {r['variant']} | {r['trainer_images_per_second']:.1f} | {r['bare_images_per_second']:.1f} "
