@@ -22,7 +22,7 @@ def test_two_process_ddp_epoch(digits_small: Path, tmp_path: Path) -> None:
         "-m", "trainer_pt", "train", "--data-path", str(digits_small), *RECIPE, "--epochs", "1",
         "--output-dir", str(run_dir), "--no-export",
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=trainer_env(), timeout=300, cwd="/")
+    result = subprocess.run(command, capture_output=True, text=True, env=trainer_env(), timeout=900, cwd="/")
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((run_dir / "config.json").read_text())
     assert config["world_size"] == 2 and config["global_batch_size"] == 64

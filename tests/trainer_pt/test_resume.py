@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
-def _wait_for(path: Path, text: str, process: object, timeout: float = 240) -> None:
+def _wait_for(path: Path, text: str, process: object, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and text in path.read_text(errors="replace"):
