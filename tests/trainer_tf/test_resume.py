@@ -34,9 +34,19 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
     )
 
 
+def _backed_up_epochs(run_dir: Path) -> int:
+    state = run_dir / "backup" / "state.json"
+    try:
+        return int(json.loads(state.read_text())["epoch"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
 def _wait_for_epochs(process: subprocess.Popen, run_dir: Path, count: int, timeout: float) -> None:
+    """Until ``count`` epochs are committed: the metrics row, the best model and the backup all written
+    (the backup is last)."""
     deadline = time.monotonic() + timeout
-    while len(_epochs_logged(run_dir)) < count:
+    while _backed_up_epochs(run_dir) < count:
         assert process.poll() is None, f"trainer exited early with {process.returncode}"
         assert time.monotonic() < deadline, f"no epoch {count} within {timeout} s"
         time.sleep(0.2)
@@ -48,8 +58,8 @@ def test_sigkill_during_epoch_2_then_resume(tmp_path: Path, digits32: Path) -> N
     args = [*train_args(digits32, run_dir, epochs=EPOCHS), "--no-export"]
     process = _start(args, tmp_path / "first.log")
     try:
-        _wait_for_epochs(process, run_dir, 1, timeout=420)
-        time.sleep(1.5)  # well inside epoch 2 (an epoch takes several seconds here)
+        _wait_for_epochs(process, run_dir, 1, timeout=600)
+        time.sleep(1.0)  # inside epoch 2 (an epoch takes 5-15 s here)
         assert len(_epochs_logged(run_dir)) == 1, "epoch 2 finished before the kill: the test proves nothing"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -76,7 +86,7 @@ def test_sigterm_stops_cleanly_with_a_resumable_state(tmp_path: Path, digits32: 
     log = tmp_path / "train.log"
     process = _start(args, log)
     try:
-        _wait_for_epochs(process, run_dir, 1, timeout=420)
+        _wait_for_epochs(process, run_dir, 1, timeout=600)
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=120)
     finally:

@@ -110,6 +110,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="smallest area share the random resized crop keeps (default: %(default)s)",
     )
     group.add_argument(
+        "--hflip",
+        type=float,
+        default=0.5,
+        help="horizontal flip probability; 0 for data that is not mirror-symmetric (default: %(default)s)",
+    )
+    group.add_argument(
         "--skip-data-check",
         "--no-check-data",
         dest="check_data",

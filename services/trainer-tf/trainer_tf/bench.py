@@ -54,9 +54,9 @@ def _bench_fit(args, policy: str, jit: bool, images, labels) -> float:
 
     model = _compiled_model(args, policy, jit)
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(tf.data.AUTOTUNE)
-    model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, verbose=0)
+    model.fit(dataset, epochs=1, steps_per_epoch=args.warmup_steps, shuffle=False, verbose=0)
     start = time.perf_counter()
-    model.fit(dataset, epochs=1, steps_per_epoch=args.steps, verbose=0)
+    model.fit(dataset, epochs=1, steps_per_epoch=args.steps, shuffle=False, verbose=0)
     return args.steps * args.batch_size / (time.perf_counter() - start)
 
 
@@ -87,6 +87,13 @@ def _bench_bare(args, policy: str, jit: bool, images, labels) -> float:
 
 
 def run_bench(args: argparse.Namespace) -> Path:
+    from imgbench.catalog import get_entry
+    from imgbench.errors import ImgbenchError
+
+    get_entry(args.model)
+    unknown = sorted(set(args.variants or []) - set(VARIANTS))
+    if unknown:
+        raise ImgbenchError(f"unknown --variants {unknown}; choose from {', '.join(VARIANTS)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
@@ -141,5 +148,20 @@ def run_bench(args: argparse.Namespace) -> Path:
         "results": results,
     }
     out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    log.info("wrote %s", out)
+    log.info("wrote %s\n%s", out, markdown_table(document))
     return out
+
+
+def markdown_table(document: dict) -> str:
+    """The results as the Markdown table docs/benchmarks.md shows."""
+    lines = [
+        "| variant | policy | XLA | model.fit img/s | bare train_step img/s | fit / bare | fit vs fp32 fit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in document["results"]:
+        lines.append(
+            f"| {row['variant']} | {row['policy']} | {'on' if row['jit_compile'] else 'off'} "
+            f"| {row['fit_images_per_second']:.1f} | {row['bare_images_per_second']:.1f} "
+            f"| {row['fit_over_bare']:.2f} | {row.get('fit_vs_fp32_fit', float('nan')):.2f} |"
+        )
+    return "\n".join(lines)

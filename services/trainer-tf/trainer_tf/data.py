@@ -1,7 +1,7 @@
 """tf.data pipelines from an ImageFolder tree (``ROOT/train/<class>/*``, ``ROOT/val/<class>/*``), with
 trainer-pt's preprocessing:
 
-- train: random resized crop (scale 0.08–1, ratio 3/4–4/3) + horizontal flip, like torchvision's
+- train: random resized crop (scale 0.08–1, ratio 3/4–4/3) + horizontal flip (p 0.5), like torchvision's
   ``RandomResizedCrop`` + ``RandomHorizontalFlip``;
 - val: resize the shorter side to ``val_resize_size`` (default size·256/224), center crop, like
   ``Resize`` + ``CenterCrop``;
@@ -163,6 +163,7 @@ def train_dataset(
     seed: int,
     cache: bool,
     crop_scale_min: float = 0.08,
+    hflip: float = 0.5,
 ):
     """Shuffled, augmented batches of (NHWC float32, one-hot float32) for ``model.fit``."""
     tf = _tf()
@@ -180,7 +181,9 @@ def train_dataset(
     # Plain tensor code with no Python control flow: AutoGraph has nothing to convert (and warns on closures).
     @tf.autograph.experimental.do_not_convert
     def augment(image, label):
-        image = tf.image.random_flip_left_right(random_resized_crop(image, image_size, crop_scale_min))
+        image = random_resized_crop(image, image_size, crop_scale_min)
+        # RandomHorizontalFlip(p): 0 for data that is not mirror-symmetric, such as digits.
+        image = tf.where(tf.random.uniform([]) < hflip, tf.image.flip_left_right(image), image)
         return _normalize(image), tf.one_hot(label, num_classes)
 
     dataset = dataset.map(augment, num_parallel_calls=autotune)

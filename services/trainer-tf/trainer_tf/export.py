@@ -368,6 +368,7 @@ def _manifest(config, best, history, model_name, version, data_root, records, pa
         "bn_momentum",
         "bn_momentum_keras",
         "crop_scale_min",
+        "hflip",
         "replicas",
         "val_resize_size",
     )

@@ -66,6 +66,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise ImgbenchError(f"--epochs and --batch-size must be ≥ 1, got {args.epochs} and {args.batch_size}")
     if not 0.0 < args.bn_momentum < 1.0:
         raise ImgbenchError(f"--bn-momentum must be in (0, 1) (PyTorch convention), got {args.bn_momentum}")
+    if not 0.0 <= args.hflip <= 1.0:
+        raise ImgbenchError(f"--hflip is a probability in [0, 1], got {args.hflip}")
     if not 0.0 <= args.label_smoothing < 1.0:
         raise ImgbenchError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.model)
@@ -88,6 +90,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         "weight_decay": args.weight_decay,
         "weight_decay_kind": "L2 added to the gradient before momentum (torch SGD), not on norms, biases",
         "crop_scale_min": args.crop_scale_min,
+        "hflip": args.hflip,
         "label_smoothing": args.label_smoothing,
         "warmup_epochs": args.warmup_epochs,
         "seed": args.seed,
@@ -206,7 +209,13 @@ def train(args: argparse.Namespace) -> Path:
     train_cache = data.decoded_bytes_estimate(plan.train) <= args.cache_budget_bytes
     val_cache = len(plan.val) * config["image_size"] ** 2 * 3 * 4 <= args.cache_budget_bytes
     train_ds = data.train_dataset(
-        plan.train, config["image_size"], global_batch, config["seed"], train_cache, config["crop_scale_min"]
+        plan.train,
+        config["image_size"],
+        global_batch,
+        config["seed"],
+        train_cache,
+        config["crop_scale_min"],
+        config["hflip"],
     )
     val_ds = data.eval_dataset(
         plan.val, config["image_size"], global_batch, config["val_resize_size"], val_cache
