@@ -230,6 +230,35 @@ def load_sweep(ctx: typer.Context) -> None:
     _loadgen("loadgen.sweep", ctx.args)
 
 
+# -- demo ------------------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default runs/demo-<UTC time>).")] = None,
+    architecture: Annotated[
+        str, typer.Option(help="Catalog model (default mobilenet_v3_small).")
+    ] = "mobilenet_v3_small",
+    epochs: Annotated[int, typer.Option(help="Training epochs per framework (default 6).")] = 6,
+    image_size: Annotated[int, typer.Option(help="Image side in pixels (default 32).")] = 32,
+    load_seconds: Annotated[float, typer.Option(help="Measured seconds per load point (default 20).")] = 20.0,
+    free_ports: Annotated[bool, typer.Option(help="Free ports instead of the standard ones.")] = False,
+) -> None:
+    """The whole pipeline natively: dataset, both trainers, three servers, load, report, stop."""
+    from imgbench.demo import DemoSettings, default_run_dir, print_summary, run_demo
+    from imgbench.stack.ports import free_port_map
+
+    settings = DemoSettings(
+        run_dir=run_dir or default_run_dir(),
+        architecture=architecture,
+        epochs=epochs,
+        image_size=image_size,
+        load_seconds=load_seconds,
+        ports=free_port_map() if free_ports else None,
+    )
+    report_path = run_demo(settings)
+    print_summary(settings.run_dir)
+    console.print(f"report: {report_path}")
+
+
 def main() -> None:
     try:
         app()

@@ -43,12 +43,12 @@ def training_curves(inputs: ReportInputs, out_dir: Path) -> list[Path]:
 
 def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     """Latency against percentile (a CDF on its side, with the tail stretched) per load point."""
-    curves = [p for p in points(inputs) if p.get("percentiles")]
+    curves = [(p, _percentiles(p)) for p in points(inputs)]
+    curves = [(p, c) for p, c in curves if len(c) >= 2]
     if not curves:
         return []
     fig, ax = plt.subplots(figsize=(8, 5))
-    for point in curves:
-        by_pct = sorted((float(q), float(ms)) for q, ms in point["percentiles"].items())
+    for point, by_pct in curves:
         # x as 1/(1-q) spreads p90, p99, p99.9 evenly, as HdrHistogram plots do.
         xs = [1.0 / (1.0 - q / 100.0) if q < 100 else 1e4 for q, _ in by_pct]
         ax.plot(
@@ -67,6 +67,16 @@ def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+PERCENTILE_FIELDS = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
+
+
+def _percentiles(point: dict) -> list[tuple[float, float]]:
+    """(percentile, ms) pairs: the point's full distribution if it has one, else its summary fields."""
+    if point.get("percentiles"):
+        return sorted((float(q), float(ms)) for q, ms in point["percentiles"].items() if ms is not None)
+    return sorted((q, float(point[f])) for f, q in PERCENTILE_FIELDS.items() if point.get(f) is not None)
 
 
 def throughput_vs_load(inputs: ReportInputs, out_dir: Path) -> list[Path]:

@@ -23,7 +23,16 @@ def backend_label(point: dict) -> str:
 
 
 def points(inputs: ReportInputs) -> list[dict]:
-    return [point for document in inputs.load_results for point in document.get("points", [])]
+    """Every load point once: an SLO search's summary repeats the points its probes wrote."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for document in inputs.load_results:
+        for point in document.get("points", []):
+            key = (str(point.get("run_id", id(point))), str(point.get("point", id(point))))
+            if key not in seen:
+                seen.add(key)
+                unique.append(point)
+    return unique
 
 
 def load_label(point: dict) -> str:
@@ -33,8 +42,9 @@ def load_label(point: dict) -> str:
 
 
 def images_per_second(point: dict) -> float:
-    if point.get("images_per_second") is not None:
-        return float(point["images_per_second"])
+    for key in ("images_per_second", "images_per_s"):
+        if point.get(key) is not None:
+            return float(point[key])
     return float(point.get("throughput_rps", 0.0)) * int(point.get("batch_size", 1))
 
 
@@ -112,7 +122,7 @@ def serving_section(inputs: ReportInputs) -> str:
                         num(s.get("slo_ms"), 0),
                         num(s.get("max_rate"), 1),
                         num(s.get("p99_ms"), 2),
-                        num(s.get("step_seconds"), 0),
+                        num(s.get("step_seconds", s.get("step_s")), 0),
                     ]
                     for s in searches
                 ],

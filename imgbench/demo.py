@@ -1,0 +1,302 @@
+"""`imgbench demo`: the whole pipeline natively, one stage after another, on the digits dataset.
+
+    dataset → train-pt → train-tf → serve (TorchServe, Triton, TF Serving stand-in, Prometheus,
+    Pushgateway) → load (each backend) → report → everything stopped
+
+Each stage's output goes to RUN_DIR/logs/<stage>.log and is echoed with the stage's name; a failing stage
+stops the demo with the stage named, the servers stopped and the log's path and tail printed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from imgbench.errors import ImgbenchError
+from imgbench.paths import project_root, venv_bin
+from imgbench.stack.ports import PortMap
+from imgbench.stack.runner import Stack, log_tail
+
+console = Console()
+
+
+class StageFailed(ImgbenchError):
+    """A demo stage failed; the message names it and its log."""
+
+
+@dataclass
+class DemoSettings:
+    run_dir: Path
+    architecture: str = "mobilenet_v3_small"
+    image_size: int = 32
+    epochs: int = 6
+    batch_size: int = 32
+    backends: tuple[str, ...] = ("torchserve", "triton", "tfserving")
+    load_seconds: float = 20.0
+    warmup_seconds: float = 3.0
+    concurrencies: tuple[int, ...] = (1, 4)
+    open_loop_rate: float = 20.0
+    lr: str = "0.16"
+    """At a global batch of 256 (both trainers scale it linearly). Measured: Keras diverges on digits at
+    trainer-pt's test rate (1.6, peak 0.2); 0.16 trains both."""
+    ports: PortMap | None = None
+    """None: the standard ports (so a local Grafana/Prometheus setup finds them); tests pass free ports."""
+    stack: Stack | None = field(default=None, repr=False)
+    report_path: Path | None = field(default=None, repr=False)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.run_dir / "data" / "digits"
+
+    @property
+    def model_repository(self) -> Path:
+        return self.run_dir / "model-repository"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    description: str
+    run: Callable[[DemoSettings], None]
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+def run_logged(
+    stage: str, argv: list[str], settings: DemoSettings, env: dict[str, str] | None = None
+) -> None:
+    """Run ``argv``, echo its lines prefixed with the stage, keep them in the stage's log, fail clearly."""
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.logs_dir / f"{stage}.log"
+    last_echo = 0.0
+    with log_path.open("a", encoding="utf-8") as log_file:
+        log_file.write(f"$ {' '.join(argv)}\n")
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=project_root(),
+            env={**os.environ, **(env or {})},
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log_file.write(line)
+            # Progress bars redraw with \r: show their latest state at most twice a second.
+            text = line.rstrip("\n").split("\r")[-1].strip()
+            now = time.monotonic()
+            if text and ("\r" not in line or now - last_echo > 0.5):
+                console.print(
+                    f"[dim]{stage:>9} |[/dim] {text}", highlight=False, markup=False, soft_wrap=True
+                )
+                last_echo = now
+        returncode = process.wait()
+    if returncode != 0:
+        raise StageFailed(
+            f"stage '{stage}' failed (exit {returncode}); log {log_path}, last lines:\n"
+            f"{log_tail(log_path, 15)}"
+        )
+
+
+def _python(venv: str) -> str:
+    python = venv_bin(venv) / "python"
+    if not python.exists():
+        raise StageFailed(f"venv {venv!r} is missing ({python}): run `make setup`")
+    return str(python)
+
+
+def _trainer_env(service: str) -> dict[str, str]:
+    return {"PYTHONPATH": str(project_root() / "services" / service), "PYTHONUNBUFFERED": "1"}
+
+
+# One recipe for both frameworks, so the comparison is of frameworks: crops keep at least half of a
+# 32-px digit (smaller crops are stroke fragments), no flips (digits are not mirror-symmetric),
+# batch-norm momentum 0.1 in PyTorch's convention, the same learning rate and seed.
+SHARED_RECIPE = ["--crop-scale-min", "0.5", "--hflip", "0", "--bn-momentum", "0.1", "--seed", "0"]
+
+
+def stage_dataset(settings: DemoSettings) -> None:
+    from imgbench.data.digits import write_digits
+
+    write_digits(settings.data_dir, size=settings.image_size, force=True)
+    console.print(f"[dim]  dataset |[/dim] digits written to {settings.data_dir}")
+
+
+def stage_train_pt(settings: DemoSettings) -> None:
+    run_logged(
+        "train-pt",
+        [
+            _python("pt"), "-m", "trainer_pt", "train", "--data-path", str(settings.data_dir),
+            "--model", settings.architecture, "--image-size", str(settings.image_size),
+            "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
+            "-j", "0", *SHARED_RECIPE, "--output-dir", str(settings.run_dir / "train" / "pt"),
+            "--model-repository", str(settings.model_repository),
+        ],
+        settings,
+        _trainer_env("trainer-pt"),
+    )  # fmt: skip
+
+
+def stage_train_tf(settings: DemoSettings) -> None:
+    run_logged(
+        "train-tf",
+        [
+            _python("tf"), "-m", "trainer_tf", "train", "--data", str(settings.data_dir),
+            "--model", settings.architecture, "--image-size", str(settings.image_size),
+            "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
+            *SHARED_RECIPE, "--run-dir", str(settings.run_dir / "train" / "tf"),
+            "--model-repository", str(settings.model_repository),
+        ],
+        settings,
+        {**_trainer_env("trainer-tf"), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+
+
+SERVERS = ("prometheus", "pushgateway", "torchserve", "triton", "tfserving")
+# Which model each server is measured with: TorchServe serves PyTorch, the TF Serving stand-in serves
+# SavedModels, Triton serves the ONNX export of both.
+LOAD_CASES = {"torchserve": ("pt",), "triton": ("pt", "tf"), "tfserving": ("tf",)}
+
+
+def stage_serve(settings: DemoSettings) -> None:
+    settings.stack = Stack(
+        settings.run_dir / "stack", ports=settings.ports, model_repository=settings.model_repository
+    )
+    settings.stack.up(list(SERVERS))
+    for status in settings.stack.status():
+        ports = ", ".join(f"{name} {port}" for name, port in status.ports.items())
+        console.print(
+            f"[dim]    serve |[/dim] {status.name} ready (pid {status.pid}; {ports})", highlight=False
+        )
+
+
+def stage_load(settings: DemoSettings) -> None:
+    from imgbench.stack import loadgen as loadgen_service
+
+    stack = settings.stack
+    if stack is None:
+        raise StageFailed("stage 'load' needs the servers of stage 'serve'")
+    users = ",".join(str(u) for u in settings.concurrencies)
+    step = settings.load_seconds + settings.warmup_seconds
+    for backend in settings.backends:
+        for prefix in LOAD_CASES[backend]:
+            model = f"{prefix}_{settings.architecture}"
+            for mode_args, label in (
+                (f"--users-steps {users}", "closed"),
+                (f"--mode open --arrivals poisson --rate {settings.open_loop_rate}", "open"),
+            ):
+                stack.options[loadgen_service.BACKEND_OPTION] = backend
+                stack.options[loadgen_service.ARGS_OPTION] = (
+                    f"--headless --model {model} {mode_args} --step-duration {step} "
+                    f"--warmup {settings.warmup_seconds} --drain 2 --images 128 "
+                    f"--results-dir {settings.run_dir / 'load'} --run-id {backend}-{model}-{label} "
+                    "--only-summary"
+                )
+                plan = loadgen_service.build(stack.context())
+                run_logged("load", plan.argv, settings, plan.env)
+
+
+def stage_report(settings: DemoSettings) -> None:
+    from imgbench.report.build import build_report
+
+    settings.report_path = build_report(settings.run_dir)
+
+
+STAGES = (
+    Stage("dataset", "digits as an ImageFolder tree", stage_dataset),
+    Stage(
+        "train-pt", "PyTorch: train, export (TorchScript .mar, ONNX, INT8), validation gates", stage_train_pt
+    ),
+    Stage(
+        "train-tf", "TensorFlow: train, export (SavedModel, ONNX, TFLite), validation gates", stage_train_tf
+    ),
+    Stage("serve", "TorchServe, Triton, TF Serving stand-in, Prometheus, Pushgateway", stage_serve),
+    Stage("load", "Locust: closed loop at each concurrency, then an open-loop rate, per server", stage_load),
+    Stage("report", "report.md and plots from manifests and load results", stage_report),
+)
+
+
+def run_demo(settings: DemoSettings, stages: tuple[Stage, ...] = STAGES) -> Path:
+    """Run every stage in order; always stop the servers; return the report's path."""
+    started = time.monotonic()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    console.rule(f"imgbench demo → {settings.run_dir}")
+    try:
+        for index, stage in enumerate(stages, start=1):
+            console.print(f"[bold]\\[{index}/{len(stages)}] {stage.name}[/bold]: {stage.description}")
+            stage_started = time.monotonic()
+            try:
+                stage.run(settings)
+            except StageFailed:
+                raise
+            except ImgbenchError as exc:
+                raise StageFailed(f"stage '{stage.name}' failed: {exc}") from None
+            console.print(f"[green]  done[/green] {stage.name} in {time.monotonic() - stage_started:.0f} s")
+    finally:
+        if settings.stack is not None:
+            stopped = settings.stack.down()
+            console.print(
+                f"stopped: {', '.join(stopped) or 'nothing'} (logs in {settings.stack.run_dir / 'logs'})"
+            )
+    console.rule(f"demo finished in {time.monotonic() - started:.0f} s")
+    return settings.report_path
+
+
+def print_summary(run_dir: Path) -> None:
+    """The demo's last lines: training and serving at a glance (the report has the rest)."""
+    from rich.table import Table
+
+    from imgbench.report.inputs import read_inputs
+    from imgbench.report.serving import backend_label, load_label, points
+
+    inputs = read_inputs(run_dir)
+    training = Table(title="training")
+    for column in ("model", "top-1", "s/epoch", "img/s", "ONNX agreement"):
+        training.add_column(column)
+    for name, manifest in sorted(inputs.manifests.items()):
+        onnx = manifest.exports.get("onnx")
+        agreement = f"{onnx.top1_agreement:.2%}" if onnx and onnx.top1_agreement is not None else "–"
+        training.add_row(
+            name,
+            f"{manifest.training.top1:.1%}",
+            f"{manifest.training.seconds_per_epoch:.1f}",
+            f"{manifest.training.images_per_second:.0f}",
+            agreement,
+        )
+    serving = Table(title="serving (client-side, measured window)")
+    for column in ("server", "model", "load", "n", "p50 ms", "p99 ms", "req/s", "errors", "incorrect"):
+        serving.add_column(column)
+    for point in points(inputs):
+        serving.add_row(
+            backend_label(point),
+            str(point.get("model")),
+            load_label(point),
+            str(point.get("n")),
+            _ms(point.get("p50_ms")),
+            _ms(point.get("p99_ms")),
+            f"{point.get('throughput_rps') or 0:.1f}",
+            str(point.get("errors")),
+            str(point.get("incorrect")),
+        )
+    console.print(training)
+    console.print(serving)
+
+
+def _ms(value: object) -> str:
+    return "–" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
