@@ -24,7 +24,7 @@ test-tf: setup
 	scripts/test.sh tf
 
 bench: setup
-	$(CORE)/imgbench bench
+	$(CORE)/python -m imgbench.bench.suite
 
 lint: setup
 	$(CORE)/ruff check .
