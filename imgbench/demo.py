@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from imgbench.errors import ImgbenchError
 from imgbench.paths import project_root, venv_bin
@@ -102,9 +103,7 @@ def run_logged(
             text = line.rstrip("\n").split("\r")[-1].strip()
             now = time.monotonic()
             if text and ("\r" not in line or now - last_echo > 0.5):
-                console.print(
-                    f"[dim]{stage:>9} |[/dim] {text}", highlight=False, markup=False, soft_wrap=True
-                )
+                console.print(Text.assemble((f"{stage:>9} | ", "dim"), text), soft_wrap=True)
                 last_echo = now
         returncode = process.wait()
     if returncode != 0:
