@@ -10,6 +10,7 @@ stops the demo with the stage named, the servers stopped and the log's path and 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from imgbench.stack.ports import PortMap
 from imgbench.stack.runner import Stack, log_tail
 
 console = Console()
+PROGRESS_ECHO_S = 5.0  # a progress bar's latest state, at most this often
 
 
 class StageFailed(ImgbenchError):
@@ -82,9 +84,9 @@ def run_logged(
     """Run ``argv``, echo its lines prefixed with the stage, keep them in the stage's log, fail clearly."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.logs_dir / f"{stage}.log"
-    last_echo = 0.0
-    with log_path.open("a", encoding="utf-8") as log_file:
-        log_file.write(f"$ {' '.join(argv)}\n")
+    last_progress_echo = 0.0
+    with log_path.open("ab") as log_file:
+        log_file.write(f"$ {' '.join(argv)}\n".encode())
         process = subprocess.Popen(
             argv,
             stdout=subprocess.PIPE,
@@ -92,19 +94,23 @@ def run_logged(
             stdin=subprocess.DEVNULL,
             cwd=project_root(),
             env={**os.environ, **(env or {})},
-            text=True,
-            errors="replace",
-            bufsize=1,
         )
         assert process.stdout is not None
-        for line in process.stdout:
-            log_file.write(line)
-            # Progress bars redraw with \r: show their latest state at most twice a second.
-            text = line.rstrip("\n").split("\r")[-1].strip()
-            now = time.monotonic()
-            if text and ("\r" not in line or now - last_echo > 0.5):
-                console.print(Text.assemble((f"{stage:>9} | ", "dim"), text), soft_wrap=True)
-                last_echo = now
+        pending = b""
+        # Read raw chunks, not lines: progress bars redraw with \r and never end a line mid-epoch.
+        while chunk := os.read(process.stdout.fileno(), 65536):
+            log_file.write(chunk)
+            log_file.flush()
+            pieces = re.split(rb"(\r|\n)", pending + chunk)
+            pending = pieces.pop()
+            for text, terminator in zip(pieces[::2], pieces[1::2], strict=True):
+                line = text.decode(errors="replace").strip()
+                now = time.monotonic()
+                if not line or (terminator == b"\r" and now - last_progress_echo < PROGRESS_ECHO_S):
+                    continue
+                if terminator == b"\r":
+                    last_progress_echo = now
+                console.print(Text.assemble((f"{stage:>9} | ", "dim"), line), soft_wrap=True)
         returncode = process.wait()
     if returncode != 0:
         raise StageFailed(
