@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lg_helpers import MODEL, ROOT, free_port, loadgen_argv, run_loadgen
+from lg_helpers import MODEL, PYTHON, ROOT, free_port, loadgen_argv, run_loadgen
 
 pytestmark = pytest.mark.integration
 
@@ -205,3 +205,28 @@ def test_preflight_errors_stop_before_any_load(
     assert expected in run.output, run.output[-3000:]
     assert run.results is None
     assert "Ramping" not in run.output and "users spawned" not in run.output
+
+
+def test_slo_search_finds_a_rate_below_the_servers_capacity(
+    start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    """A serial server with a 20 ms service time serves at most ~50 req/s: the highest Poisson rate
+    whose p99 stays under 100 ms must be below that, and a probe above it must have failed."""
+    server = start_fake_triton(service_time=0.02)
+    argv = [
+        PYTHON, "-m", "loadgen.sweep", "--case", f"triton:{MODEL}", "--target", f"triton={server.target}",
+        "--model-repository", str(fake_repository), "--slo", "0.1", "--start-rate", "10", "--max-rate", "400",
+        "--tolerance", "0.3", "--max-probes", "5", "--step-duration", "3", "--min-samples", "60",
+        "--warmup", "1", "--drain", "2", "--results-dir", str(tmp_path / "sweep"), "--run-id", "sweep",
+        "--", "--images", "64",  # passed to every probe: a smaller pool, a shorter idle pass
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    (search,) = summary["slo_search"]
+    print("\n" + done.stdout)
+    assert search["max_rate"] is not None and 10 <= search["max_rate"] <= 1.0 / 0.02, search
+    assert search["p99_ms"] <= 100
+    failed = [p for p in search["probes"] if not p["passed"]]
+    assert failed and min(p["rate"] for p in failed) > search["max_rate"], search["probes"]
+    assert len(summary["points"]) == len(search["probes"])  # every probe's result point, for the report

@@ -10,8 +10,9 @@ passing and the first failing rate until they are within --tolerance of each oth
 
 How long a probe lasts: its p99 must mean something. With n requests the p99 is the 0.01·n-th
 largest latency; --min-samples 1000 puts 10 requests beyond it, so one slow outlier moves it by one
-rank, not to the maximum. A probe at rate r therefore measures max(--step-duration, 1000/r) seconds
-after its --warmup (which lets the server's queues and batchers settle at the new rate).
+rank, not to the maximum. A probe at rate r therefore measures max(--step-duration, 1.25·1000/r)
+seconds (25% margin: Poisson counts vary) after its --warmup (which lets the server's queues and
+batchers settle at the new rate).
 """
 
 from __future__ import annotations
@@ -102,8 +103,12 @@ def search_max_rate(
     return SearchResult(low, probes)
 
 
+SAMPLES_MARGIN = 1.25
+"""Poisson arrivals vary: aim 25% above --min-samples so a probe rarely falls short by chance."""
+
+
 def probe_seconds(rate: float, step_duration: float, min_samples: int) -> float:
-    return max(step_duration, min_samples / rate)
+    return max(step_duration, SAMPLES_MARGIN * min_samples / rate)
 
 
 def run_probe(args: argparse.Namespace, backend: str, model: str, rate: float, index: int) -> Probe:
