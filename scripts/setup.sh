@@ -22,7 +22,7 @@ declare -A VENV_REQUIREMENTS=(
 )
 ALL_VENVS=(core pt tf torchserve triton tfserving loadgen)
 # Extras of the core each venv installs (default: dev). Venvs that talk to model servers get `clients`.
-declare -A VENV_EXTRAS=([core]="dev,clients" [loadgen]="dev,clients")
+declare -A VENV_EXTRAS=([core]="dev,clients,report" [loadgen]="dev,clients")
 
 install_debian_packages() {
   local wanted=(prometheus prometheus-pushgateway docker-compose)
