@@ -19,7 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from deploy_support import ROOT, load_generator_module
+from deploy_support import load_generator_module
+from trained_digits import Trained
 
 from imgbench.paths import ModelRepository, venv_bin
 from imgbench.stack import Stack
@@ -48,39 +49,13 @@ def _require_tools() -> None:
     pytest.importorskip("grafana_foundation_sdk", reason="dev extra not installed: scripts/setup.sh core")
 
 
-def _run_logged(argv: list[str], log: Path, env: dict[str, str]) -> None:
-    with log.open("w") as handle:
-        result = subprocess.run(
-            argv, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env}, timeout=900
-        )
-    assert result.returncode == 0, f"{argv[2]} failed; log {log}:\n{log.read_text()[-3000:]}"
-
-
-def _model_repository(workdir: Path) -> Path:
-    """A trained digits repository: IMGBENCH_TEST_MODEL_REPOSITORY copied, or trained here by the
-    real trainers (one epoch each, 32×32, no INT8/TFLite exports)."""
+def _model_repository(trained: Trained, workdir: Path) -> Path:
+    """A private copy of the session's trained repository: this test runs its own servers on it, beside
+    the serving tests' (whose Triton assembles triton-python/ inside the repository)."""
     repository = workdir / "model-repository"
-    reuse = os.environ.get("IMGBENCH_TEST_MODEL_REPOSITORY")
-    if reuse:
-        shutil.copytree(reuse, repository, symlinks=True, ignore=shutil.ignore_patterns("triton-python"))
-        return repository
-    from imgbench.data.digits import write_digits
-
-    dataset = write_digits(workdir / "digits", size=IMAGE_SIZE, force=True)
-    trainers = {
-        "trainer-pt": [
-            str(venv_bin("pt") / "python"), "-m", "trainer_pt", "train", "--data-path", str(dataset),
-            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "-j", "0", "--skip-int8",
-            "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
-        ],
-        "trainer-tf": [
-            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data", str(dataset),
-            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "--skip-tflite", "--no-progress",
-            "--run-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
-        ],
-    }  # fmt: skip
-    for service, argv in trainers.items():
-        _run_logged(argv, workdir / f"{service}.log", {"PYTHONPATH": str(ROOT / "services" / service)})
+    shutil.copytree(
+        trained.repository, repository, symlinks=True, ignore=shutil.ignore_patterns("triton-python")
+    )
     return repository
 
 
@@ -92,10 +67,10 @@ def _query(stack: Stack, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def test_every_panel_query_returns_data(tmp_path: Path) -> None:
+def test_every_panel_query_returns_data(tmp_path: Path, trained: Trained) -> None:
     _require_tools()
     generator = load_generator_module()
-    repository = _model_repository(tmp_path)
+    repository = _model_repository(trained, tmp_path)
     models = {name.split("_", 1)[0]: name for name in ModelRepository(repository).models()}
     assert set(models) == {"pt", "tf"}, f"the trainers exported {models}"
 

@@ -10,28 +10,24 @@ IMGBENCH_TEST_SERVERS (e.g. "triton,tfserving") to start only some servers.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from trained_digits import Trained, run_logged
 
 from imgbench.clients import InferenceClient, make_client
 from imgbench.clients.images import load_eval_batch
-from imgbench.manifest import Manifest, load_manifest
 from imgbench.paths import ModelRepository, project_root, venv_bin
 from imgbench.stack import Stack
 from imgbench.stack.ports import PortMap, free_port_map
 
 ROOT = project_root()
 SERVERS = ("torchserve", "triton", "tfserving")
-IMAGE_SIZE = 32
-TRIMMED_PER_CLASS = {"train": 40, "val": 12}  # 400 training and 120 validation images
 # (server, framework prefix): which exports each server serves in these tests.
 CASES = [("torchserve", "pt"), ("triton", "pt"), ("triton", "tf"), ("tfserving", "tf")]
 CASE_IDS = [f"{server}-{prefix}" for server, prefix in CASES]
@@ -39,104 +35,12 @@ CASE_IDS = [f"{server}-{prefix}" for server, prefix in CASES]
 NEEDED_VENVS = ("pt", "tf", "torchserve", "triton", "tfserving")
 
 
-def _require_venvs() -> None:
+def _require_servers() -> None:
     missing = [name for name in NEEDED_VENVS if not (venv_bin(name) / "python").exists()]
     if missing:
         pytest.skip(f"venvs missing: {missing}; run `scripts/setup.sh {' '.join(missing)}`")
     if not (ROOT / "imgbench" / "clients" / "_generated" / "__init__.py").exists():
         pytest.skip("gRPC stubs not generated; run `scripts/setup.sh core torchserve tfserving`")
-
-
-def _failure(argv: list[str], code: int, log_path: Path) -> AssertionError:
-    tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-30:])
-    return AssertionError(f"{' '.join(argv[:4])} ... exited {code}; log {log_path}:\n{tail}")
-
-
-def run_logged(
-    argv: list[str], log_path: Path, env: dict[str, str] | None = None, timeout: float = 900
-) -> None:
-    with log_path.open("w") as log:
-        result = subprocess.run(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            timeout=timeout,
-            cwd=ROOT,
-        )
-    if result.returncode != 0:
-        raise _failure(argv, result.returncode, log_path)
-
-
-def _trim(dataset: Path, per_class: dict[str, int]) -> None:
-    """Keep the first ``per_class[split]`` images of each class: the servers are under test, not the
-    accuracy, and one epoch on 1,438 images takes minutes on a shared 2-core machine."""
-    for split, keep in per_class.items():
-        for class_dir in sorted(p for p in (dataset / split).iterdir() if p.is_dir()):
-            for extra in sorted(class_dir.iterdir())[keep:]:
-                extra.unlink()
-
-
-@dataclass
-class Trained:
-    repository: Path
-    dataset: Path
-    models: dict[str, str]  # framework prefix -> model name
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def manifest(self, prefix: str) -> Manifest:
-        return load_manifest(ModelRepository(self.repository).manifest_path(self.models[prefix]))
-
-
-def _train(workdir: Path) -> Trained:
-    from imgbench.data.digits import write_digits
-
-    dataset = write_digits(workdir / "digits", size=IMAGE_SIZE, force=True)
-    _trim(dataset, TRIMMED_PER_CLASS)
-    repository = workdir / "model-repository"
-    seconds = {}
-    trainers = {
-        "pt": [
-            str(venv_bin("pt") / "python"), "-m", "trainer_pt", "train", "--data-path", str(dataset),
-            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "-j", "0", "--skip-int8",
-            "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
-        ],
-        "tf": [
-            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data", str(dataset),
-            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "--skip-tflite", "--no-progress",
-            "--run-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
-        ],
-    }  # fmt: skip
-    # Both trainers at once: each is partly single-threaded (data, export checks), so this saves time.
-    running = {}
-    for prefix, argv in trainers.items():
-        service = "trainer-pt" if prefix == "pt" else "trainer-tf"
-        log = (workdir / f"train-{prefix}.log").open("w")
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "services" / service), "OMP_NUM_THREADS": "1"}
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        running[prefix] = (process, log, time.monotonic())
-    for prefix, (process, log, started) in running.items():
-        code = process.wait(timeout=1200)
-        log.close()
-        seconds[prefix] = time.monotonic() - started
-        if code != 0:
-            raise _failure(trainers[prefix], code, workdir / f"train-{prefix}.log")
-    models = {m.split("_", 1)[0]: m for m in ModelRepository(repository).models()}
-    assert set(models) == {"pt", "tf"}, f"trainers exported {models}"
-    return Trained(repository, dataset, models, seconds)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    _require_venvs()
-    workdir = tmp_path_factory.mktemp("serving")
-    reuse = os.environ.get("IMGBENCH_TEST_MODEL_REPOSITORY")
-    if not reuse:
-        return _train(workdir)
-    repository = workdir / "model-repository"
-    shutil.copytree(reuse, repository, symlinks=True, ignore=shutil.ignore_patterns("triton-python"))
-    models = {m.split("_", 1)[0]: m for m in ModelRepository(repository).models()}
-    return Trained(repository, Path(os.environ["IMGBENCH_TEST_DATASET"]), models)
 
 
 @dataclass
@@ -163,6 +67,7 @@ class ServingStack:
 
 @pytest.fixture(scope="session")
 def serving(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingStack]:
+    _require_servers()
     ports = free_port_map()
     stack = Stack(tmp_path_factory.mktemp("stack"), ports=ports, model_repository=trained.repository)
     startup: dict[str, float] = {}
