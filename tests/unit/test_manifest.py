@@ -4,69 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import make_manifest
 
 from imgbench.errors import ManifestError
-from imgbench.manifest import (
-    DatasetRef,
-    EpochRecord,
-    ExportRecord,
-    InputSpec,
-    Manifest,
-    TrainingFigures,
-    load_manifest,
-    write_manifest,
-)
+from imgbench.manifest import InputSpec, load_manifest, write_manifest
 from imgbench.paths import ModelRepository
-
-
-def make_manifest(**overrides: object) -> Manifest:
-    fields: dict[str, object] = {
-        "model": "pt_resnet18",
-        "framework": "pytorch",
-        "framework_version": "2.14.1",
-        "architecture": "resnet18",
-        "version": 1,
-        "input": InputSpec(name="image", shape=[None, 3, 32, 32], layout="NCHW"),
-        "output_names": ["logits"],
-        "class_names": [str(i) for i in range(10)],
-        "dataset": DatasetRef(
-            name="digits", path="/data/digits", num_train=1438, num_eval=359, image_size=32
-        ),
-        "training": TrainingFigures(
-            epochs=1,
-            best_epoch=1,
-            top1=0.95,
-            top5=1.0,
-            seconds_per_epoch=3.0,
-            images_per_second=480.0,
-            peak_memory_bytes=10**9,
-            device="cpu",
-            parameters=11_181_642,
-            history=[
-                EpochRecord(
-                    epoch=1,
-                    train_loss=0.5,
-                    val_loss=0.2,
-                    top1=0.95,
-                    top5=1.0,
-                    seconds=3.0,
-                    images_per_second=480.0,
-                    peak_memory_bytes=10**9,
-                )
-            ],
-        ),
-        "exports": {
-            "onnx": ExportRecord(
-                format="onnx",
-                path="triton/pt_resnet18/1/model.onnx",
-                n=359,
-                top1_agreement=1.0,
-                max_abs_logit_diff=2e-6,
-            )
-        },
-    }
-    fields.update(overrides)
-    return Manifest(**fields)  # type: ignore[arg-type]
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -117,13 +59,10 @@ def test_malformed_manifests_are_rejected_with_the_field_named(tmp_path: Path, m
 
 
 def test_tensorflow_manifest_takes_nhwc() -> None:
-    manifest = make_manifest(
-        model="tf_resnet18",
-        framework="tensorflow",
-        framework_version="2.21.0",
-        input=InputSpec(name="image", shape=[None, 32, 32, 3], layout="NHWC"),
-    )
-    assert manifest.input.image_size == (32, 32)
+    manifest = make_manifest("tensorflow")
+    assert manifest.input.layout == "NHWC" and manifest.input.image_size == (32, 32)
+    with pytest.raises(ValueError, match="tensorflow models take NHWC"):
+        make_manifest("tensorflow", input=InputSpec(name="image", shape=[None, 3, 32, 32], layout="NCHW"))
 
 
 def test_repository_paths_and_versions(tmp_path: Path) -> None:
