@@ -239,7 +239,7 @@ def demo(
     ] = "mobilenet_v3_small",
     epochs: Annotated[int, typer.Option(help="Training epochs per framework (default 6).")] = 6,
     image_size: Annotated[int, typer.Option(help="Image side in pixels (default 32).")] = 32,
-    load_seconds: Annotated[float, typer.Option(help="Measured seconds per load point (default 20).")] = 20.0,
+    load_seconds: Annotated[float, typer.Option(help="Measured seconds per load point (default 15).")] = 15.0,
     free_ports: Annotated[bool, typer.Option(help="Free ports instead of the standard ones.")] = False,
 ) -> None:
     """The whole pipeline natively: dataset, both trainers, three servers, load, report, stop."""

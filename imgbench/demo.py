@@ -42,8 +42,8 @@ class DemoSettings:
     epochs: int = 6
     batch_size: int = 32
     backends: tuple[str, ...] = ("torchserve", "triton", "tfserving")
-    load_seconds: float = 20.0
-    warmup_seconds: float = 3.0
+    load_seconds: float = 15.0
+    warmup_seconds: float = 2.0
     concurrencies: tuple[int, ...] = (1, 4)
     open_loop_rate: float = 20.0
     lr: str = "0.16"
