@@ -1,0 +1,1 @@
+"""Dataset tools: write ImageFolder trees (digits, synthetic) and check them."""
