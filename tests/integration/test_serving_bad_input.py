@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-from conftest import EvalSet, ServingStack
+from serving_support import EvalSet, ServingStack
 
 from imgbench.clients import InferenceClient, InferenceError
 

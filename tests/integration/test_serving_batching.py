@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import EvalSet, ServingStack
+from serving_support import EvalSet, ServingStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import EvalSet, ServingStack
+from serving_support import EvalSet, ServingStack
 
 from imgbench.stack.prometheus_config import SCRAPE_JOBS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CASE_IDS, CASES, EvalSet, References, ServingStack
+from serving_support import CASE_IDS, CASES, EvalSet, References, ServingStack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

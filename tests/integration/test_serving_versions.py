@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EvalSet, ServingStack
+from serving_support import EvalSet, ServingStack
 
 from imgbench.manifest import load_manifest, write_manifest
 from imgbench.paths import ModelRepository
