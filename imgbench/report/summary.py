@@ -8,6 +8,8 @@ from imgbench.report.serving import backend_label, points
 from imgbench.report.stats import binomial_stderr, clearly_different
 from imgbench.report.training import epoch_seconds
 
+UNSTABLE_CV = 0.3  # epoch-time standard deviation over mean beyond which a machine was not steady
+
 
 def summary_section(inputs: ReportInputs) -> str:
     sentences: list[str] = []
@@ -23,11 +25,16 @@ def summary_section(inputs: ReportInputs) -> str:
         if pt_s and tf_s:
             faster, slower = ("PyTorch", "TensorFlow") if pt_s.mean < tf_s.mean else ("TensorFlow", "PyTorch")
             factor = max(pt_s.mean, tf_s.mean) / min(pt_s.mean, tf_s.mean)
-            sure = (
-                "clearly (more than two standard errors apart)"
-                if clearly_different(pt_s, tf_s)
-                else "but the epochs' spread is too wide (or too few epochs) to call it"
-            )
+            unstable = [s for s in (pt_s, tf_s) if s.mean and s.stdev / s.mean > UNSTABLE_CV]
+            if unstable:
+                sure = (
+                    f"but epoch times varied by more than {UNSTABLE_CV:.0%} of their mean (was the machine "
+                    "busy with other work?), so rerun on a quiet machine before trusting the ratio"
+                )
+            elif clearly_different(pt_s, tf_s):
+                sure = "clearly (more than two standard errors apart)"
+            else:
+                sure = "but the epochs' spread is too wide (or too few epochs) to call it"
             sentences.append(
                 f"{architecture}: {faster} trained {factor:.2f}× faster per epoch than {slower} here "
                 f"({pt_s.mean:.2f} s vs {tf_s.mean:.2f} s, PT vs TF), {sure}."
