@@ -42,8 +42,15 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 
 # What PIL calls each format, by file suffix: a .png holding a JPEG is a mismatched file.
 _FORMAT_BY_SUFFIX = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".gif": "GIF",
-    ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".ppm": "PPM",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".ppm": "PPM",
 }
 
 

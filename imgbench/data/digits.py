@@ -20,7 +20,9 @@ def _to_rgb(pixels_0_16: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(gray.resize((size, size), Image.Resampling.BICUBIC).convert("RGB"))
 
 
-def write_digits(out: Path, size: int = 64, val_fraction: float = 0.2, seed: int = 0, force: bool = False) -> Path:
+def write_digits(
+    out: Path, size: int = 64, val_fraction: float = 0.2, seed: int = 0, force: bool = False
+) -> Path:
     """Write the digits dataset under ``out/train`` and ``out/val``, stratified by class.
 
     >>> write_digits(Path("/tmp/digits"), size=32, force=True)   # doctest: +SKIP

@@ -33,7 +33,9 @@ class LabelledImage:
     pixels: np.ndarray  # H×W×3 uint8
 
 
-def write_imagefolder(out: Path, images: Iterable[LabelledImage], info: dict[str, object], force: bool) -> Path:
+def write_imagefolder(
+    out: Path, images: Iterable[LabelledImage], info: dict[str, object], force: bool
+) -> Path:
     """Write ``images`` under ``out`` plus ``dataset.json``; refuse to overwrite unless ``force``."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -74,7 +76,9 @@ def class_folders(split_dir: Path) -> list[Path]:
     """Class folders of one split, sorted by name (the label order torchvision and Keras both use)."""
     if not split_dir.is_dir():
         raise DatasetError(f"dataset split folder {split_dir} does not exist")
-    return sorted((p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    return sorted(
+        (p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name
+    )
 
 
 def image_files(class_dir: Path) -> list[Path]:
@@ -93,7 +97,9 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         rng.shuffle(members)
         n_val = max(1, round(len(members) * val_fraction))
         if n_val >= len(members):
-            raise DatasetError(f"class {label} has {len(members)} images: too few for --val-fraction {val_fraction}")
+            raise DatasetError(
+                f"class {label} has {len(members)} images: too few for --val-fraction {val_fraction}"
+            )
         val_idx.extend(members[:n_val].tolist())
         train_idx.extend(members[n_val:].tolist())
     return np.array(sorted(train_idx)), np.array(sorted(val_idx))

@@ -19,7 +19,10 @@ _PATTERN_GRID = 6
 def _class_patterns(classes: int, size: int, rng: np.random.Generator) -> np.ndarray:
     coarse = rng.integers(0, 256, size=(classes, _PATTERN_GRID, _PATTERN_GRID, 3), dtype=np.uint8)
     return np.stack(
-        [np.asarray(Image.fromarray(c, mode="RGB").resize((size, size), Image.Resampling.BILINEAR)) for c in coarse]
+        [
+            np.asarray(Image.fromarray(c, mode="RGB").resize((size, size), Image.Resampling.BILINEAR))
+            for c in coarse
+        ]
     )
 
 
