@@ -19,6 +19,7 @@ def test_demo_runs_end_to_end_and_reports_every_section(tmp_path: Path) -> None:
     settings = DemoSettings(
         run_dir=tmp_path / "demo",
         epochs=1,
+        edge_exports=False,
         load_seconds=3.0,
         warmup_seconds=1.0,
         concurrencies=(1, 2),
