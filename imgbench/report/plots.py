@@ -15,6 +15,13 @@ from imgbench.report.serving import backend_label, images_per_second, load_label
 from imgbench.report.training import FRAMEWORK_LABEL
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def training_curves(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     written = []
     for architecture, frameworks in inputs.by_architecture().items():
@@ -33,10 +40,7 @@ def training_curves(inputs: ReportInputs, out_dir: Path) -> list[Path]:
         for ax in (acc_ax, loss_ax):
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"training_{architecture}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        path = _save(fig, out_dir / f"training_{architecture}.png")
         written.append(path)
     return written
 
@@ -62,10 +66,7 @@ def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     ax.set(ylabel="latency (ms)", title="Client-side latency by percentile")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = out_dir / "latency_percentiles.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, out_dir / "latency_percentiles.png")
     return [path]
 
 
@@ -94,8 +95,5 @@ def throughput_vs_load(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     ax.set(xlabel="concurrent users (closed loop)", ylabel="images/s", title="Throughput against concurrency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = out_dir / "throughput_vs_concurrency.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = _save(fig, out_dir / "throughput_vs_concurrency.png")
     return [path]
