@@ -34,3 +34,22 @@ def test_ranks_get_equal_disjoint_shards() -> None:
 def test_eval_shards_count_each_image_once() -> None:
     shards = [list(ShardSampler(10, rank, 3)) for rank in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(10))
+
+
+def test_train_splits_apply_hflip_and_crop_scale(tmp_path) -> None:
+    """--hflip reaches the train transform (it was once dropped: digits flipped at p 0.5 under --hflip 0)."""
+    import argparse
+
+    from torchvision import transforms
+    from trainer_pt.train import load_run_splits
+
+    from imgbench.data.digits import write_digits
+
+    root = write_digits(tmp_path / "digits", size=8, seed=0)
+    args = argparse.Namespace(
+        data_path=root, image_size=8, skip_data_check=True, crop_scale_min=0.5, hflip=0.0
+    )
+    steps = load_run_splits(args).train.transform.transforms
+    flip = next(t for t in steps if isinstance(t, transforms.RandomHorizontalFlip))
+    crop = next(t for t in steps if isinstance(t, transforms.RandomResizedCrop))
+    assert flip.p == 0.0 and crop.scale == (0.5, 1.0)

@@ -33,7 +33,7 @@ from imgbench.errors import ImgbenchError
 from imgbench.manifest import EpochRecord
 from imgbench.training_log import append_epoch, read_epochs, truncate_after
 from trainer_pt import checkpoint as ckpt
-from trainer_pt.data import EpochSampler, ShardSampler, load_splits, make_loader
+from trainer_pt.data import EpochSampler, ShardSampler, Splits, load_splits, make_loader
 from trainer_pt.distributed import DistInfo, all_reduce_sum, any_rank, cleanup, init_distributed
 from trainer_pt.models import build_model
 
@@ -298,6 +298,18 @@ def main(args: argparse.Namespace) -> Path:
         cleanup(dist_info)
 
 
+def load_run_splits(args: argparse.Namespace) -> Splits:
+    """The run's train/val splits with every augmentation flag applied (``--hflip`` was once dropped
+    here, so digits were flipped at p 0.5 whatever the command said)."""
+    return load_splits(
+        Path(args.data_path),
+        args.image_size,
+        check=not args.skip_data_check,
+        crop_scale_min=args.crop_scale_min,
+        hflip=args.hflip,
+    )
+
+
 def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: StopFlag) -> Path:
     if args.epochs < 1:
         raise ImgbenchError(f"--epochs must be at least 1, got {args.epochs}")
@@ -305,12 +317,7 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
         raise ImgbenchError(f"--crop-scale-min must be in (0, 1], got {args.crop_scale_min}")
     if not 0.0 <= args.hflip <= 1.0:
         raise ImgbenchError(f"--hflip must be in [0, 1], got {args.hflip}")
-    splits = load_splits(
-        Path(args.data_path),
-        args.image_size,
-        check=not args.skip_data_check,
-        crop_scale_min=args.crop_scale_min,
-    )
+    splits = load_run_splits(args)
     class_names = splits.class_names
     # Seeded before the model is built: the random initialization is part of the recipe.
     seed_everything(args.seed + dist_info.rank)
