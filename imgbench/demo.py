@@ -21,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from imgbench import servers
 from imgbench.errors import ImgbenchError
 from imgbench.paths import project_root, venv_bin
 from imgbench.stack.ports import PortMap
@@ -41,7 +42,7 @@ class DemoSettings:
     image_size: int = 32
     epochs: int = 6
     batch_size: int = 32
-    backends: tuple[str, ...] = ("torchserve", "triton", "tfserving")
+    backends: tuple[str, ...] = field(default_factory=servers.server_names)
     load_seconds: float = 15.0
     warmup_seconds: float = 2.0
     concurrencies: tuple[int, ...] = (1, 4)
@@ -178,17 +179,29 @@ def stage_train_tf(settings: DemoSettings) -> None:
     )  # fmt: skip
 
 
-SERVERS = ("prometheus", "pushgateway", "torchserve", "triton", "tfserving")
-# Which model each server is measured with: TorchServe serves PyTorch, the TF Serving stand-in serves
-# SavedModels, Triton serves the ONNX export of both.
-LOAD_CASES = {"torchserve": ("pt",), "triton": ("pt", "tf"), "tfserving": ("tf",)}
+SUPPORT_SERVICES = ("prometheus", "pushgateway")
+
+
+def stack_services() -> tuple[str, ...]:
+    """What the demo starts: Prometheus, the Pushgateway and every registered model server."""
+    return (*SUPPORT_SERVICES, *servers.server_names())
+
+
+def load_cases() -> dict[str, tuple[str, ...]]:
+    """Which models each server is measured with: the frameworks its registry entry serves
+    (TorchServe PyTorch, the TF Serving stand-in SavedModels, Triton the ONNX export of both)."""
+    return {name: spec.frameworks for name, spec in servers.SERVERS.items()}
+
+
+SERVERS = stack_services()
+LOAD_CASES = load_cases()
 
 
 def stage_serve(settings: DemoSettings) -> None:
     settings.stack = Stack(
         settings.run_dir / "stack", ports=settings.ports, model_repository=settings.model_repository
     )
-    settings.stack.up(list(SERVERS))
+    settings.stack.up(list(stack_services()))
     for status in settings.stack.status():
         ports = ", ".join(f"{name} {port}" for name, port in status.ports.items())
         console.print(
@@ -204,8 +217,9 @@ def stage_load(settings: DemoSettings) -> None:
         raise StageFailed("stage 'load' needs the servers of stage 'serve'")
     users = ",".join(str(u) for u in settings.concurrencies)
     step = settings.load_seconds + settings.warmup_seconds
+    cases = load_cases()
     for backend in settings.backends:
-        for prefix in LOAD_CASES[backend]:
+        for prefix in cases[backend]:
             model = f"{prefix}_{settings.architecture}"
             for mode_args, label in (
                 (f"--users-steps {users}", "closed"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from imgbench import servers
+
 # -- load generator (services/loadgen) ---------------------------------------------------------------
 REQUEST_LATENCY: Final = "imgbench_request_latency_seconds"
 """Histogram: per-request latency as the client saw it (open loop: from the scheduled send time)."""
@@ -26,7 +28,14 @@ TARGET_RATE: Final = "imgbench_target_rate_per_second"
 
 LABELS: Final = ("backend", "model", "batch_size")
 ERROR_CODE_LABEL: Final = "code"
-BACKENDS: Final = ("torchserve", "triton", "tfserving")
+
+
+def backends() -> tuple[str, ...]:
+    """The ``backend`` label's values: the registered model servers."""
+    return servers.server_names()
+
+
+BACKENDS: Final = backends()
 
 DEFAULT_SLO_SECONDS: Final = 0.1
 """p99 latency objective used by the SLO search, the alert rules and the dashboards unless overridden."""

@@ -32,23 +32,30 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from imgbench import servers
 from imgbench.catalog import CPU_DEFAULT_ARCHITECTURE
 from imgbench.clients import InferenceClient, make_client
 from imgbench.clients.images import load_eval_batch
+from imgbench.errors import ImgbenchError
 from imgbench.manifest import load_manifest
 from imgbench.paths import ModelRepository, project_root, venv_bin
+from imgbench.servers import InProcessBaseline, ServerSpec
 from imgbench.stack import Stack
 from imgbench.stack.ports import free_port_map
 
 log = logging.getLogger("imgbench.bench.serving")
 SECTION_START = "<!-- serving:start -->"
 SECTION_END = "<!-- serving:end -->"
-# server -> (framework prefix, in-process kind, venv, what the server runs)
-SERVERS: dict[str, tuple[str, str, str, str]] = {
-    "torchserve": ("pt", "torchscript", "torchserve", "TorchServe 0.12, TorchScript"),
-    "triton": ("pt", "onnx", "triton", "Triton 2.51 python backend, ONNX Runtime"),
-    "tfserving": ("tf", "savedmodel", "tfserving", "TF Serving stand-in, SavedModel"),
-}
+
+
+def bench_servers() -> dict[str, tuple[ServerSpec, InProcessBaseline]]:
+    """The registered servers that have an in-process baseline to compare with."""
+    return {
+        name: (spec, spec.baseline) for name, spec in servers.SERVERS.items() if spec.baseline is not None
+    }
+
+
+SERVERS = tuple(bench_servers())
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -145,32 +152,34 @@ def in_process(kind: str, venv: str, path: Path, images: np.ndarray, seconds: fl
         return json.loads(result.read_text())
 
 
-def artifact(server: str, repository: ModelRepository, model: str, version: int) -> Path:
-    return {
-        "torchserve": repository.torchserve_mar(model),
-        "triton": repository.triton_onnx(model, version),
-        "tfserving": repository.tfserving_version_dir(model, version),
-    }[server]
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     repository = ModelRepository(args.model_repository.resolve())
-    servers = args.servers.split(",")
+    names = args.servers.split(",")
+    specs = bench_servers()
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        raise ImgbenchError(
+            f"--servers {args.servers!r}: no in-process baseline for {unknown}; known: {list(specs)}"
+        )
     ports = free_port_map()
     results: dict[str, Any] = {}
     load_before = os.getloadavg()
     with Stack(args.run_dir, ports=ports, model_repository=repository.root) as stack:
-        for server in servers:
-            prefix, kind, venv, runtime = SERVERS[server]
-            model = f"{prefix}_{args.architecture}"
+        for server in names:
+            spec, baseline = specs[server]
+            model = servers.default_model(server, args.architecture)
             manifest = load_manifest(repository.manifest_path(model))
             images, _ = load_eval_batch(manifest, args.dataset or Path(manifest.dataset.path), limit=256)
             started = time.monotonic()
             stack.up([server])
             startup_s = time.monotonic() - started
-            log.info("%s ready in %.1f s; measuring in-process %s", server, startup_s, kind)
+            log.info("%s ready in %.1f s; measuring in-process %s", server, startup_s, baseline.kind)
             local = in_process(
-                kind, venv, artifact(server, repository, model, manifest.version), images, args.seconds
+                baseline.kind,
+                spec.venv,
+                baseline.artifact(repository, model, manifest.version),
+                images,
+                args.seconds,
             )
             target = f"127.0.0.1:{ports[server]['grpc']}"
             clients = [make_client(server, target, repository) for _ in range(args.concurrency)]
@@ -184,7 +193,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             lat = local["latency_batch1_ms"]
             results[server] = {
                 "model": model,
-                "runtime": runtime,
+                "runtime": baseline.runtime,
                 "startup_s": round(startup_s, 2),
                 "in_process": local,
                 "served_concurrency_1": served_c1,

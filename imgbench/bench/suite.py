@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from imgbench import servers
 from imgbench.demo import DemoSettings, StageFailed, run_logged, stage_dataset, stage_train_pt, stage_train_tf
 from imgbench.paths import project_root, venv_bin
 from imgbench.stack import Stack
@@ -127,12 +128,8 @@ def bench_sweep(settings: DemoSettings, out: Path) -> None:
         settings.run_dir / "sweep-stack", ports=free_port_map(), model_repository=settings.model_repository
     )
     with stack:
-        stack.up(["torchserve", "triton", "tfserving"])
-        cases = {
-            "torchserve": f"pt_{settings.architecture}",
-            "triton": f"pt_{settings.architecture}",
-            "tfserving": f"tf_{settings.architecture}",
-        }
+        stack.up(list(servers.server_names()))
+        cases = {name: servers.default_model(name, settings.architecture) for name in servers.server_names()}
         argv = [str(venv_bin("loadgen") / "python"), "-m", "loadgen.sweep", "--slo", "0.1"]
         for backend, model in cases.items():
             argv += [

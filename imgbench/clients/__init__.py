@@ -11,26 +11,27 @@ Protocol modules import lazily, so a venv without tritonclient can still use the
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from imgbench import servers
 from imgbench.clients.base import ChannelSettings, InferenceClient
 from imgbench.clients.errors import InferenceError
 
-# backend name -> (module, class); the same names as the stack's services and imgbench.ports.
-BACKENDS: dict[str, tuple[str, str]] = {
-    "torchserve": ("imgbench.clients.torchserve", "TorchServeClient"),
-    "triton": ("imgbench.clients.triton", "TritonClient"),
-    "tfserving": ("imgbench.clients.tfserving", "TFServingClient"),
-}
+
+def backends() -> dict[str, str]:
+    """backend name -> 'module:Class' of its client, from the server registry (``imgbench.servers``)."""
+    return {name: spec.client for name, spec in servers.SERVERS.items()}
+
+
+BACKENDS: dict[str, str] = backends()
+"""``backends()`` at import."""
 
 
 def client_class(backend: str) -> type[InferenceClient]:
-    try:
-        module, name = BACKENDS[backend]
-    except KeyError:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}") from None
-    return getattr(importlib.import_module(module), name)
+    known = backends()
+    if backend not in known:
+        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(known)}")
+    return servers.resolve(known[backend])
 
 
 def make_client(backend: str, target: str, manifests: Any, **options: Any) -> InferenceClient:

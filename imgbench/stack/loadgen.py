@@ -3,7 +3,7 @@ container's entry point), its web UI and Prometheus exporter on this stack's por
 stack's model server, model repository and Pushgateway.
 
 Stack options (``Stack(options=...)``):
-- ``loadgen.backend``: torchserve | triton | tfserving (default: $IMGBENCH_BACKEND, else triton); the
+- ``loadgen.backend``: a server of ``imgbench.servers`` (default: $IMGBENCH_BACKEND, else triton); the
   target is that service's gRPC port in this stack;
 - ``loadgen.args``: more loadgen/Locust arguments, e.g. ``--headless --model pt_resnet18 --mode open``.
 Without ``--headless`` the web UI waits for a test to be started (http://127.0.0.1:8089).
@@ -16,11 +16,12 @@ import os
 import shlex
 from pathlib import Path
 
+from imgbench import servers
 from imgbench.errors import StackError
 from imgbench.paths import project_root, venv_bin
 from imgbench.ports import LOOPBACK
+from imgbench.stack.plan import LaunchPlan, StackContext
 from imgbench.stack.readiness import http_ok
-from imgbench.stack.services import LaunchPlan, StackContext
 
 BACKEND_OPTION = "loadgen.backend"
 ARGS_OPTION = "loadgen.args"
@@ -41,9 +42,10 @@ def build(ctx: StackContext) -> LaunchPlan:
         env["IMGBENCH_MODEL_REPOSITORY"] = str(Path(ctx.model_repository).resolve())
     if "pushgateway" in ctx.ports:
         env["IMGBENCH_PUSHGATEWAY_URL"] = f"http://{LOOPBACK}:{ctx.ports['pushgateway']['http']}"
-    key_file = ctx.run_dir / "torchserve" / "key_file.json"
-    if backend == "torchserve" and key_file.exists():
-        env["IMGBENCH_TORCHSERVE_KEY_FILE"] = str(key_file)
+    spec = servers.SERVERS.get(backend)
+    key_file = ctx.run_dir / backend / spec.auth_key_file if spec and spec.auth_key_file else None
+    if key_file is not None and key_file.exists():
+        env[f"IMGBENCH_{backend.upper()}_KEY_FILE"] = str(key_file)
     argv = [
         str(python), "-m", "loadgen",
         "--web-host", LOOPBACK, "--web-port", str(ports["web"]),

@@ -20,12 +20,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from imgbench import servers
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import StackError
 from imgbench.paths import ModelRepository, project_root, venv_bin
 from imgbench.ports import LOOPBACK
+from imgbench.stack.plan import LaunchPlan, StackContext
 from imgbench.stack.readiness import Probe, all_of, http_ok
-from imgbench.stack.services import LaunchPlan, StackContext
 
 SERVING_DIR = project_root() / "services" / "serving"
 # Native TorchServe: token authorization off unless the stack option says "on" (see _torchserve).
@@ -233,8 +234,15 @@ def _tfserving(ctx: StackContext) -> LaunchPlan:
     )
 
 
-BUILDERS: dict[str, tuple[str, Callable[[StackContext], LaunchPlan]]] = {
-    "torchserve": ("TorchServe 0.12 (gRPC, REST, management, Prometheus metrics)", _torchserve),
-    "triton": ("Triton 2.51 from nvidia-pytriton: python backend running ONNX Runtime", _triton),
-    "tfserving": ("TF Serving stand-in: the TF Serving gRPC API over SavedModels, in Python", _tfserving),
-}
+# The launch builders the server registry names (imgbench.servers.ServerSpec.launch).
+torchserve_plan = _torchserve
+triton_plan = _triton
+tfserving_plan = _tfserving
+
+
+def builders() -> dict[str, tuple[str, Callable[[StackContext], LaunchPlan]]]:
+    """server -> (description, launch builder), from the server registry."""
+    return {name: (spec.description, servers.resolve(spec.launch)) for name, spec in servers.SERVERS.items()}
+
+
+BUILDERS = builders()

@@ -6,13 +6,13 @@ import socket
 from contextlib import ExitStack
 
 from imgbench.errors import PortInUseError
-from imgbench.ports import DEFAULT_PORTS, LOOPBACK
+from imgbench.ports import LOOPBACK, default_ports
 
 PortMap = dict[str, dict[str, int]]
 
 
 def default_port_map() -> PortMap:
-    return {service: dict(ports) for service, ports in DEFAULT_PORTS.items()}
+    return {service: dict(ports) for service, ports in default_ports().items()}
 
 
 def free_port_map() -> PortMap:
@@ -22,7 +22,7 @@ def free_port_map() -> PortMap:
     """
     result: PortMap = {}
     with ExitStack() as sockets:
-        for service, ports in DEFAULT_PORTS.items():
+        for service, ports in default_ports().items():
             result[service] = {}
             for name in ports:
                 sock = sockets.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))

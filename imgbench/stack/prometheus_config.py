@@ -7,26 +7,38 @@ from pathlib import Path
 
 import yaml
 
+from imgbench import servers
 from imgbench.atomic import atomic_write_text
 from imgbench.paths import project_root
 from imgbench.ports import LOOPBACK
 from imgbench.stack.ports import PortMap
 
-# job name -> (service, port name, metrics path); shared with the container configuration.
-SCRAPE_JOBS: dict[str, tuple[str, str, str]] = {
-    "torchserve": ("torchserve", "metrics", "/metrics"),
-    "triton": ("triton", "metrics", "/metrics"),
-    "tfserving": ("tfserving", "rest", "/monitoring/prometheus/metrics"),
+ScrapeJob = tuple[str, str, str]
+"""(service, port name, metrics path)"""
+SUPPORT_SCRAPE_JOBS: dict[str, ScrapeJob] = {
     "loadgen": ("loadgen", "metrics", "/metrics"),
     "pushgateway": ("pushgateway", "http", "/metrics"),
     "prometheus": ("prometheus", "http", "/metrics"),
 }
+
+
+def scrape_jobs() -> dict[str, ScrapeJob]:
+    """job name -> (service, port name, metrics path): each registered model server's, then the
+    support services'; shared with the container configuration (deploy/prometheus/prometheus.yml)."""
+    model_servers = {
+        spec.job: (name, spec.metrics_port, spec.metrics_path) for name, spec in servers.SERVERS.items()
+    }
+    return {**model_servers, **SUPPORT_SCRAPE_JOBS}
+
+
+SCRAPE_JOBS: dict[str, ScrapeJob] = scrape_jobs()
+"""``scrape_jobs()`` at import."""
 NATIVE_SCRAPE_INTERVAL = "2s"  # native runs are short; a 15 s default would miss most of them
 
 
 def native_config(ports: PortMap, rule_files: list[Path]) -> dict[str, object]:
     scrape_configs: list[dict[str, object]] = []
-    for job, (service, port_name, metrics_path) in SCRAPE_JOBS.items():
+    for job, (service, port_name, metrics_path) in scrape_jobs().items():
         job_config: dict[str, object] = {
             "job_name": job,
             "metrics_path": metrics_path,

@@ -1,60 +1,19 @@
 """What the stack runner can start: one builder per service, turning a stack context into a
 command line, environment and readiness probe. Each container runs the same command.
 
-Later services (model servers, the load generator) add their builder to ``SERVICES``.
+The model servers come from the server registry (``imgbench.servers``): each spec names its builder.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-
+from imgbench import servers
 from imgbench.errors import StackError
 from imgbench.ports import LOOPBACK
-from imgbench.stack import prometheus_config
-from imgbench.stack.ports import PortMap
-from imgbench.stack.readiness import Probe, http_ok
+from imgbench.stack import loadgen, prometheus_config
+from imgbench.stack.plan import LaunchPlan, ServiceSpec, StackContext, require_executable
+from imgbench.stack.readiness import http_ok
 
-
-@dataclass(frozen=True)
-class StackContext:
-    """What every builder may read: where to write, which ports, which model repository."""
-
-    run_dir: Path
-    ports: PortMap
-    model_repository: Path | None = None
-    options: Mapping[str, str] = field(default_factory=dict)
-
-    def service_dir(self, service: str) -> Path:
-        path = self.run_dir / service
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    argv: list[str]
-    ready: Probe
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: Path | None = None
-    startup_timeout_s: float = 60.0
-    stop_timeout_s: float = 15.0
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    description: str
-    build: Callable[[StackContext], LaunchPlan]
-
-
-def require_executable(name: str, hint: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise StackError(f"'{name}' is not installed: {hint}")
-    return path
+__all__ = ["SERVICES", "LaunchPlan", "ServiceSpec", "StackContext", "build_services", "get_spec"]
 
 
 def _prometheus(ctx: StackContext) -> LaunchPlan:
@@ -89,28 +48,28 @@ def _pushgateway(ctx: StackContext) -> LaunchPlan:
     )
 
 
-def _model_server_specs() -> list[ServiceSpec]:
-    # Imported here: model_servers imports this module for LaunchPlan/StackContext.
-    from imgbench.stack.model_servers import BUILDERS
-
-    return [ServiceSpec(name, description, build) for name, (description, build) in BUILDERS.items()]
-
-
-def _loadgen_spec() -> ServiceSpec:
-    from imgbench.stack import loadgen
-
-    return ServiceSpec("loadgen", loadgen.DESCRIPTION, loadgen.build)
+def model_server_specs() -> list[ServiceSpec]:
+    """One service per registered model server, built by the function its spec names."""
+    return [
+        ServiceSpec(name, spec.description, servers.resolve(spec.launch))
+        for name, spec in servers.SERVERS.items()
+    ]
 
 
-SERVICES: dict[str, ServiceSpec] = {
-    spec.name: spec
-    for spec in (
-        ServiceSpec("prometheus", "Prometheus, scraping every service of the stack", _prometheus),
-        ServiceSpec("pushgateway", "Prometheus Pushgateway, for metrics of short runs", _pushgateway),
-        *_model_server_specs(),
-        _loadgen_spec(),
-    )
-}
+def build_services() -> dict[str, ServiceSpec]:
+    """Prometheus, the Pushgateway, every registered model server, the load generator."""
+    return {
+        spec.name: spec
+        for spec in (
+            ServiceSpec("prometheus", "Prometheus, scraping every service of the stack", _prometheus),
+            ServiceSpec("pushgateway", "Prometheus Pushgateway, for metrics of short runs", _pushgateway),
+            *model_server_specs(),
+            ServiceSpec("loadgen", loadgen.DESCRIPTION, loadgen.build),
+        )
+    }
+
+
+SERVICES: dict[str, ServiceSpec] = build_services()
 
 # Built but not yet startable natively; `stack up` names them instead of failing obscurely.
 PLANNED_SERVICES: dict[str, str] = {}

@@ -1,5 +1,6 @@
-"""The protocols the load generator speaks, as data: the backend name of ``imgbench.clients`` (one
-client class per protocol) and its default port. ``health`` is the standard gRPC health check, for
+"""The protocols the load generator speaks, as data derived from the server registry
+(``imgbench.servers``): the backend name of ``imgbench.clients`` (one client class per protocol) and
+its default port. ``health`` is the standard gRPC health check, for
 measuring the load generator itself against a trivial server (the capacity benchmark), with nothing
 to check in its answers.
 
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 import grpc
 import numpy as np
 
+from imgbench import servers
 from imgbench.ports import LOOPBACK, default_port
 
 
@@ -26,20 +28,22 @@ class Backend:
     description: str
 
 
-BACKENDS: dict[str, Backend] = {
-    b.name: b
-    for b in (
-        Backend("torchserve", "torchserve", "TorchServe gRPC"),
-        Backend("triton", "triton", "Triton KServe-v2 gRPC"),
-        Backend("tfserving", "tfserving", "TF Serving gRPC"),
-        Backend("health", "", "grpc.health.v1 Check (load generator capacity only)"),
-    )
-}
+HEALTH = Backend("health", "", "grpc.health.v1 Check (load generator capacity only)")
+
+
+def backends() -> dict[str, Backend]:
+    """Every registered model server's protocol (``imgbench.servers``), then the health check."""
+    model_servers = [Backend(name, name, spec.protocol) for name, spec in servers.SERVERS.items()]
+    return {b.name: b for b in (*model_servers, HEALTH)}
+
+
+BACKENDS: dict[str, Backend] = backends()
+"""``backends()`` at import."""
 
 
 def default_target(backend: str) -> str:
     """``IMGBENCH_<BACKEND>_HOST`` (compose, Kubernetes) or 127.0.0.1, at the backend's gRPC port."""
-    spec = BACKENDS[backend]
+    spec = backends()[backend]
     if not spec.port_service:
         return ""
     host = os.environ.get(f"IMGBENCH_{backend.upper()}_HOST", LOOPBACK)

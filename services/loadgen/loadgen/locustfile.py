@@ -24,9 +24,11 @@ if __package__ in (None, ""):  # run by path (`locust -f .../locustfile.py`): ma
 from loadgen import session  # noqa: E402
 from loadgen.options import add_arguments  # noqa: E402
 from loadgen.shape import PlanShape  # noqa: E402
-from loadgen.users import HealthCheckUser, TFServingUser, TorchServeUser, TritonUser  # noqa: E402
+from loadgen.users import USER_CLASSES, HealthCheckUser  # noqa: E402
 
-__all__ = ["HealthCheckUser", "PlanShape", "TFServingUser", "TorchServeUser", "TritonUser"]
+# Locust runs the User classes it finds in this module: one per registered server, plus the health check.
+globals().update({cls.__name__: cls for cls in USER_CLASSES.values()})
+__all__ = ["HealthCheckUser", "PlanShape", *(cls.__name__ for cls in USER_CLASSES.values())]
 
 events.init_command_line_parser.add_listener(add_arguments)
 events.init.add_listener(lambda environment, **_: session.on_init(environment))

@@ -1,4 +1,5 @@
-"""The Locust users: one class per protocol, the same behaviour, the protocol only as data.
+"""The Locust users: one class per registered server's protocol, the same behaviour, the protocol only
+as data.
 
 Closed loop: each user sends, waits for the answer, sends again (latency from the send time).
 Open loop: each user is a scheduler that keeps its arrival schedule whatever the server does, sending
@@ -18,6 +19,7 @@ import gevent.pool
 from gevent import GreenletExit
 from locust import User, task
 
+from imgbench import servers
 from loadgen.arrivals import make_arrivals
 from loadgen.backends import Answer, Sender, error_code
 from loadgen.recorder import Outcome
@@ -191,16 +193,19 @@ class InferenceUser(User):
         )
 
 
-class TorchServeUser(InferenceUser):
-    backend = "torchserve"
+def user_class(backend: str, label: str) -> type[InferenceUser]:
+    """The Locust user of one protocol: ``InferenceUser`` with ``backend`` set, named after the server
+    (``TFServingUser`` for label 'TF Serving')."""
+    name = "".join(ch for ch in label if ch.isalnum()) + "User"
+    return type(name, (InferenceUser,), {"backend": backend, "__module__": __name__})
 
 
-class TritonUser(InferenceUser):
-    backend = "triton"
+def user_classes() -> dict[str, type[InferenceUser]]:
+    """One user class per registered model server (``imgbench.servers``)."""
+    return {name: user_class(name, spec.label) for name, spec in servers.SERVERS.items()}
 
 
-class TFServingUser(InferenceUser):
-    backend = "tfserving"
+USER_CLASSES = user_classes()
 
 
 class HealthCheckUser(InferenceUser):
