@@ -113,12 +113,17 @@ def training_section(inputs: ReportInputs) -> str:
         if manifest.training.recipe
     }
     if recipes:
-        parts += ["", "Recipes as recorded by the trainers:", ""]
+        parts += [
+            "",
+            "Recipes as recorded by the trainers (the same keys in both, imgbench.trainer_cli.RECIPE_KEYS); "
+            "a row whose values differ is marked **differs**:",
+            "",
+        ]
         keys = sorted({key for recipe in recipes.values() for key in recipe})
-        parts.append(
-            table(
-                ["setting", *recipes],
-                [[key, *(recipe.get(key) for recipe in recipes.values())] for key in keys],
-            )
-        )
+        rows = []
+        for key in keys:
+            values = [recipe.get(key) for recipe in recipes.values()]
+            differs = len({repr(value) for value in values}) > 1
+            rows.append([key, *values, "**differs**" if differs else ""])
+        parts.append(table(["setting", *recipes, ""], rows))
     return "\n".join(parts) + "\n"

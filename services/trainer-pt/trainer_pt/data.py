@@ -37,9 +37,9 @@ def train_transform(image_size: int, crop_scale_min: float = 0.08, hflip: float 
     )
 
 
-def eval_transform(image_size: int) -> transforms.Compose:
+def eval_transform(image_size: int, resize_size: int | None = None) -> transforms.Compose:
     # The seed's 256/224 resize ratio, so the centre crop keeps the same share of the image at any size.
-    resize = math.floor(image_size * 256 / 224)
+    resize = resize_size or math.floor(image_size * 256 / 224)
     return transforms.Compose(
         [
             transforms.Resize(resize, antialias=True),
@@ -82,16 +82,28 @@ def check_dataset(root: Path) -> None:
 
 
 def load_splits(
-    root: Path, image_size: int, check: bool = True, crop_scale_min: float = 0.08, hflip: float = 0.5
+    root: Path,
+    image_size: int,
+    check: bool = True,
+    crop_scale_min: float = 0.08,
+    hflip: float = 0.5,
+    augment: bool = True,
+    val_resize_size: int | None = None,
 ) -> Splits:
-    """train/ and val/ of an ImageFolder tree with the seed's transforms; val classes must equal train's."""
+    """train/ and val/ of an ImageFolder tree with the seed's transforms; val classes must equal train's.
+    ``augment=False`` gives train the val preprocessing (``--no-augment``)."""
     root = Path(root)
     if check:
         check_dataset(root)
-    train = datasets.ImageFolder(
-        str(root / "train"), transform=train_transform(image_size, crop_scale_min, hflip), loader=load_rgb
+    train_tf = (
+        train_transform(image_size, crop_scale_min, hflip)
+        if augment
+        else eval_transform(image_size, val_resize_size)
     )
-    val = datasets.ImageFolder(str(root / "val"), transform=eval_transform(image_size), loader=load_rgb)
+    train = datasets.ImageFolder(str(root / "train"), transform=train_tf, loader=load_rgb)
+    val = datasets.ImageFolder(
+        str(root / "val"), transform=eval_transform(image_size, val_resize_size), loader=load_rgb
+    )
     if train.classes != val.classes:
         raise DatasetError(f"{root}: train classes {train.classes} differ from val classes {val.classes}")
     return Splits(root=root, train=train, val=val, class_names=list(train.classes))

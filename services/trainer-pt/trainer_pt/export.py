@@ -229,7 +229,7 @@ def training_figures(trained: TrainedModel, history: list[EpochRecord], device: 
         memory_kind="cuda_max_allocated" if device.startswith("cuda") else "cpu_rss",
         device=device,
         parameters=count_parameters(trained.model),
-        recipe=trained.config,
+        recipe=trained.config.get("recipe", trained.config),
         history=history,
     )
 
@@ -311,7 +311,9 @@ def export_run(args: argparse.Namespace) -> Manifest:
         export_onnx(exportable, example, onnx_path, args.opset)
 
         # The gate: every validation image through eager PyTorch, TorchScript and ONNX Runtime.
-        splits = load_splits(data_path, size, check=False)
+        splits = load_splits(
+            data_path, size, check=False, val_resize_size=trained.config.get("val_resize_size")
+        )
         if splits.class_names != trained.class_names:
             raise ImgbenchError(
                 f"{data_path} has classes {splits.class_names}, the run was trained on {trained.class_names}"

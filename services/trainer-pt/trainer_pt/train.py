@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import resource
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,6 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from imgbench import trainer_cli
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import ImgbenchError
 from imgbench.manifest import EpochRecord
@@ -104,12 +107,16 @@ def build_optimizer(model: nn.Module, args: argparse.Namespace, lr: float) -> to
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, args: argparse.Namespace
+    optimizer: torch.optim.Optimizer, args: argparse.Namespace, steps_per_epoch: int = 1
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch cosine annealing, optionally after a linear warm-up (stepped once per epoch)."""
-    warmup = min(args.lr_warmup_epochs, max(args.epochs - 1, 0))
+    """Cosine annealing, optionally after a linear warm-up, in units of the scheduler's step: epochs
+    (``--lr-schedule epoch``, torchvision's) or optimizer steps (``--lr-schedule step``; the loop then
+    steps it every batch and ``steps_per_epoch`` converts epochs to steps)."""
+    unit = steps_per_epoch if args.lr_schedule == "step" else 1
+    total = args.epochs * unit
+    warmup = min(args.lr_warmup_epochs * unit, max(total - 1, 0))
     cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(args.epochs - warmup, 1), eta_min=args.lr_min
+        optimizer, T_max=max(total - warmup, 1), eta_min=args.lr_min
     )
     if warmup == 0:
         return cosine
@@ -150,6 +157,7 @@ def train_one_epoch(
     stop: StopFlag,
     epoch: int,
     max_steps: int | None = None,
+    step_scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> bool:
     """Train until the loader is exhausted (True) or a stop signal arrives (False).
 
@@ -163,7 +171,7 @@ def train_one_epoch(
         initial=progress.step,
         total=progress.step + len(loader),
         unit="batch",
-        disable=not (dist_info.is_main and sys.stderr.isatty()),
+        disable=not (dist_info.is_main and sys.stderr.isatty()) or getattr(args, "no_progress", False),
         leave=False,
     )
     started = time.perf_counter()
@@ -176,6 +184,8 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if step_scheduler is not None:
+            step_scheduler.step()
         # .item() syncs once per step; the loss sum is what the epoch record reports anyway.
         progress.loss_sum += loss.item() * images.shape[0]
         progress.samples += images.shape[0]
@@ -222,9 +232,25 @@ def evaluate(
     return loss_sum / count, correct1 / count, correct5 / count
 
 
-def resolved_config(args: argparse.Namespace, dist_info: DistInfo, class_names: list[str]) -> dict[str, Any]:
+def resolved_config(
+    args: argparse.Namespace, dist_info: DistInfo, class_names: list[str], steps_per_epoch: int
+) -> dict[str, Any]:
     config = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
     config.pop("func", None)
+    precision = f"autocast {args.amp}" if args.amp else "float32"
+    config["recipe"] = trainer_cli.recipe_record(
+        args,
+        {
+            "world_size": dist_info.world_size,
+            "global_batch_size": args.batch_size * dist_info.world_size,
+            "steps_per_epoch": steps_per_epoch,
+            "peak_lr": effective_lr(args, dist_info.world_size),
+            "precision": precision + (", channels_last" if args.channels_last else ""),
+            "compile": f"torch.compile({args.compile})" if args.compile else None,
+            "threads": torch.get_num_threads(),
+            "device": _device_name(dist_info.device, dist_info.world_size),
+        },
+    )
     config.update(
         world_size=dist_info.world_size,
         global_batch_size=args.batch_size * dist_info.world_size,
@@ -237,6 +263,22 @@ def resolved_config(args: argparse.Namespace, dist_info: DistInfo, class_names: 
         torchvision=torchvision.__version__,
     )
     return config
+
+
+def _device_name(device: torch.device, world_size: int) -> str:
+    # trainer-tf's words for the same thing (imgbench.trainer_cli.describe_cpu), so the recipe rows match.
+    if device.type == "cuda":
+        return f"gpu: {torch.cuda.get_device_name(device)} ×{world_size}"
+    return trainer_cli.describe_cpu()
+
+
+def apply_dropout(model: nn.Module, rate: float | None) -> None:
+    """``--dropout``: every dropout layer at ``rate`` (None keeps the architecture's own)."""
+    if rate is None:
+        return
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = rate
 
 
 def _check_resume_fits(
@@ -288,7 +330,10 @@ def _checkpoint_state(
 
 def main(args: argparse.Namespace) -> Path:
     """Train; returns the run folder. Raises ImgbenchError for bad input before anything is written."""
-    run_dir = Path(args.output_dir)
+    if args.output_dir is None and "RANK" in os.environ:
+        raise ImgbenchError("under torchrun pass --output-dir: every rank must write the same run folder")
+    run_dir = Path(args.output_dir or default_output_dir(args.model))
+    args.output_dir = run_dir
     stop = StopFlag()
     stop.install()
     dist_info = init_distributed(args.device, args.threads)
@@ -307,7 +352,13 @@ def load_run_splits(args: argparse.Namespace) -> Splits:
         check=not args.skip_data_check,
         crop_scale_min=args.crop_scale_min,
         hflip=args.hflip,
+        augment=not getattr(args, "no_augment", False),
+        val_resize_size=getattr(args, "val_resize_size", None),
     )
+
+
+def default_output_dir(architecture: str) -> Path:
+    return Path("runs") / f"pt_{architecture}" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: StopFlag) -> Path:
@@ -324,6 +375,7 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
     model = build_model(
         args.model, len(class_names), args.image_size, args.bn_momentum
     )  # unknown names fail here
+    apply_dropout(model, args.dropout)
 
     resume_state: dict[str, Any] | None = None
     if args.resume:
@@ -338,7 +390,16 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _add_file_log(run_dir)
-    config = resolved_config(args, dist_info, class_names)
+    sampler = EpochSampler(
+        len(splits.train), args.seed, dist_info.rank, dist_info.world_size, shuffle=not args.no_shuffle
+    )
+    if len(sampler) < args.batch_size:
+        raise ImgbenchError(
+            f"{args.data_path}/train has {len(splits.train)} images: fewer than one batch of "
+            f"{args.batch_size} per process; lower --batch-size"
+        )
+    steps_per_epoch = len(sampler) // args.batch_size
+    config = resolved_config(args, dist_info, class_names, steps_per_epoch)
     log.info("config: %s", json.dumps(config, sort_keys=True))
 
     device = dist_info.device
@@ -347,7 +408,7 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
         model.to(memory_format=torch.channels_last)
     lr = effective_lr(args, dist_info.world_size)
     optimizer = build_optimizer(model, args, lr)
-    scheduler = build_scheduler(optimizer, args)
+    scheduler = build_scheduler(optimizer, args, steps_per_epoch)
     # The scaler matters only for fp16; bf16 has fp32's exponent range.
     scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
@@ -384,17 +445,11 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
     if args.compile:
         train_model = torch.compile(train_model, mode=None if args.compile == "default" else args.compile)
 
-    sampler = EpochSampler(len(splits.train), args.seed, dist_info.rank, dist_info.world_size)
     pin = device.type == "cuda"
     # drop_last: a last batch of one image breaks batch norm in training mode.
     train_loader = make_loader(splits.train, args.batch_size, sampler, args.workers, pin, drop_last=True)
     val_sampler = ShardSampler(len(splits.val), dist_info.rank, dist_info.world_size)
     val_loader = make_loader(splits.val, args.batch_size, val_sampler, args.workers, pin, drop_last=False)
-    if len(sampler) < args.batch_size:
-        raise ImgbenchError(
-            f"{args.data_path}/train has {len(splits.train)} images: fewer than one batch of "
-            f"{args.batch_size} per process; lower --batch-size"
-        )
 
     save = dist_info.is_main
     for epoch in range(state.epoch + 1, args.epochs + 1):
@@ -405,7 +460,17 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
         epoch_started = time.perf_counter()
         seconds_before_resume = progress.train_seconds  # the part of this epoch run before an interruption
         finished = train_one_epoch(
-            train_model, criterion, optimizer, scaler, train_loader, args, dist_info, progress, stop, epoch
+            train_model,
+            criterion,
+            optimizer,
+            scaler,
+            train_loader,
+            args,
+            dist_info,
+            progress,
+            stop,
+            epoch,
+            step_scheduler=scheduler if args.lr_schedule == "step" else None,
         )
         if not finished:
             state.in_progress = progress
@@ -447,7 +512,8 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
             record.seconds,
             record.images_per_second,
         )
-        scheduler.step()
+        if args.lr_schedule == "epoch":
+            scheduler.step()
         state.epoch = epoch
         improved = top1 > state.best_top1
         if improved:

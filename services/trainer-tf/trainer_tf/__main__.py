@@ -1,8 +1,9 @@
 """trainer-tf: train a Keras image classifier on an ImageFolder tree and export it for every server.
 
     .venv/core/bin/imgbench data digits --out data/digits --size 32
-    .venv/tf/bin/python -m trainer_tf train --data data/digits --model resnet18 --epochs 5 --image-size 32
-    .venv/tf/bin/python -m trainer_tf train ... --resume --run-dir runs/tf_resnet18/<stamp>
+    .venv/tf/bin/python -m trainer_tf train --data-path data/digits --model resnet18 --epochs 5 \
+        --image-size 32 --output-dir runs/tf_resnet18
+    .venv/tf/bin/python -m trainer_tf train ... --resume --output-dir runs/tf_resnet18
     .venv/tf/bin/python -m trainer_tf export --run-dir runs/tf_resnet18/<stamp> --model-repository DIR
     .venv/tf/bin/python -m trainer_tf bench --model resnet18 --image-size 32 --batch-size 32
 
@@ -18,55 +19,19 @@ import os
 import sys
 from pathlib import Path
 
-from imgbench.catalog import CATALOG, CPU_DEFAULT_ARCHITECTURE
+from imgbench import trainer_cli
 from imgbench.errors import ImgbenchError
-from imgbench.validation import DEFAULT_MAX_ABS_DIFF, DEFAULT_MIN_AGREEMENT
+from imgbench.paths import model_name
 
 log = logging.getLogger("trainer_tf")
 
 
-def _add_export_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("export")
-    group.add_argument(
-        "--model-repository",
-        type=Path,
-        default=Path("model-repository"),
-        help="model repository root to export into (default: %(default)s)",
-    )
-    group.add_argument(
-        "--min-agreement",
-        type=float,
-        default=DEFAULT_MIN_AGREEMENT,
-        help="gate: least top-1 agreement of SavedModel/ONNX/TFLite fp32 with Keras (default: %(default)s)",
-    )
-    group.add_argument(
-        "--max-abs-diff",
-        type=float,
-        default=DEFAULT_MAX_ABS_DIFF,
-        help="gate: largest |Δlogit| of SavedModel/ONNX/TFLite fp32 vs Keras (default: %(default)s)",
-    )
+def _add_tf_export_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--quantized-min-agreement",
         type=float,
         default=0.9,
         help="gate: least top-1 agreement of the dynamic-range and int8 TFLite models (default: %(default)s)",
-    )
-    group.add_argument(
-        "--calibration-images",
-        type=int,
-        default=200,
-        help="training images that calibrate the int8 TFLite model (default: %(default)s)",
-    )
-    group.add_argument(
-        "--opset",
-        type=int,
-        default=18,
-        choices=range(13, 19),
-        metavar="{13..18}",
-        help="ONNX opset; tf2onnx 1.17 stops at 18 (default: %(default)s)",
-    )
-    group.add_argument(
-        "--version", type=int, default=None, help="model version (default: one past the newest)"
     )
     group.add_argument("--skip-tflite", action="store_true", help="skip the three TFLite exports")
     group.add_argument(
@@ -84,114 +49,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    # The flags both trainers share (imgbench.trainer_cli), then Keras's own speed and export flags.
     train = commands.add_parser("train", help="train (or resume) a model, then export it")
-    group = train.add_argument_group("data")
-    group.add_argument(
-        "--data",
-        "--data-path",
-        dest="data",
-        type=Path,
-        default=Path("data/digits"),
-        help="ImageFolder root with train/ and val/ (default: %(default)s)",
-    )
-    group.add_argument(
-        "--image-size", type=int, default=64, help="training/eval side length (default: %(default)s)"
-    )
-    group.add_argument(
-        "--val-resize-size",
-        type=int,
-        default=None,
-        help="val: resize the shorter side to this, then center crop (default: size·256/224)",
-    )
-    group.add_argument(
-        "--crop-scale-min",
-        type=float,
-        default=0.08,
-        help="smallest area share the random resized crop keeps (default: %(default)s)",
-    )
-    group.add_argument(
-        "--hflip",
-        type=float,
-        default=0.5,
-        help="horizontal flip probability; 0 for data that is not mirror-symmetric (default: %(default)s)",
-    )
-    group.add_argument(
-        "--skip-data-check",
-        "--no-check-data",
-        dest="check_data",
-        action="store_false",
-        help="do not decode every image once before training (default: check)",
-    )
-    group.add_argument(
-        "--cache-budget-bytes",
-        type=int,
-        default=2 * 1024**3,
-        help="cache decoded images in memory when a split fits (default: %(default)s)",
-    )
-
-    group = train.add_argument_group("model and recipe")
-    group.add_argument(
-        "--model",
-        default=CPU_DEFAULT_ARCHITECTURE,
-        metavar="NAME",
-        help=f"catalog name: {', '.join(CATALOG)} (default: %(default)s)",
-    )
-    group.add_argument("--epochs", type=int, default=10, help="(default: %(default)s)")
-    group.add_argument(
-        "-b", "--batch-size", type=int, default=32, help="images per device per step (default: %(default)s)"
-    )
-    group.add_argument(
-        "--lr",
-        type=float,
-        default=0.1,
-        help="learning rate for a global batch of 256, scaled linearly (default: %(default)s)",
-    )
-    group.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: %(default)s)")
-    group.add_argument(
-        "--wd",
-        "--weight-decay",
-        dest="weight_decay",
-        type=float,
-        default=1e-4,
-        help="L2 weight decay, torch SGD semantics (default: %(default)s)",
-    )
-    group.add_argument("--lr-min", type=float, default=0.0, help="cosine floor (default: %(default)s)")
-    group.add_argument(
-        "--lr-schedule",
-        choices=("epoch", "step"),
-        default="epoch",
-        help="cosine stepped per epoch (trainer-pt's) or per optimizer step (default: %(default)s)",
-    )
-    group.add_argument(
-        "--warmup-epochs",
-        "--lr-warmup-epochs",
-        dest="warmup_epochs",
-        type=int,
-        default=0,
-        help="linear warm-up epochs (default: %(default)s)",
-    )
-    group.add_argument(
-        "--lr-warmup-decay",
-        type=float,
-        default=0.01,
-        help="warm-up starts at lr × this (default: %(default)s)",
-    )
-    group.add_argument("--label-smoothing", type=float, default=0.0, help="(default: %(default)s)")
-    group.add_argument(
-        "--bn-momentum",
-        type=float,
-        default=0.1,
-        help="batch-norm momentum, PyTorch convention (Keras's = 1 - this) (default: %(default)s)",
-    )
-    group.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-
-    group = train.add_argument_group("speed")
-    group.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="TensorFlow intra- and inter-op threads (default: TensorFlow's choice, one per core)",
-    )
+    export_group = trainer_cli.add_train_arguments(train, "runs/tf_<model>/<UTC time>")
+    _add_tf_export_flags(export_group)
+    group = train.add_argument_group("speed (TensorFlow)")
     group.add_argument(
         "--jit-compile", action="store_true", help="XLA; ~5× slower on CPU here, so off (default: off)"
     )
@@ -203,35 +65,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         choices=["auto", "float16", "bfloat16"],
         help="mixed precision; bare flag: float16 on GPU, bfloat16 on CPU (default: off)",
     )
-
-    group = train.add_argument_group("run")
     group.add_argument(
-        "--run-dir",
-        "--out",
-        "--output-dir",
-        dest="run_dir",
-        type=Path,
-        default=None,
-        help="run folder: config, checkpoints, metrics (default: runs/tf_<model>/<UTC time>)",
+        "--cache-budget-bytes",
+        type=int,
+        default=2 * 1024**3,
+        help="cache decoded images in memory when a split fits (default: %(default)s)",
     )
-    group.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    group.add_argument("--no-export", action="store_true", help="train only")
-    group.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_export_flags(train)
 
     export = commands.add_parser("export", help="export a finished run's best model and validate it")
-    export.add_argument(
-        "--run-dir", "--out", dest="run_dir", type=Path, required=True, help="run folder to export"
-    )
-    export.add_argument(
-        "--data",
-        "--data-path",
-        dest="data",
-        type=Path,
-        default=None,
-        help="dataset for validation and calibration (default: the run's own)",
-    )
-    _add_export_flags(export)
+    _add_tf_export_flags(trainer_cli.add_export_command_arguments(export))
 
     bench = commands.add_parser("bench", help="training throughput: model.fit vs a bare train_step")
     bench.add_argument(
@@ -276,6 +118,9 @@ def _configure_logging(verbose: bool) -> None:
 def main(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     if args.command == "train":
+        trainer_cli.check_recipe(args)
+        if trainer_cli.skip_existing(args, model_name("tensorflow", args.model)):
+            return 0
         from trainer_tf.train import train
 
         run_dir = train(args)

@@ -164,29 +164,47 @@ def train_dataset(
     cache: bool,
     crop_scale_min: float = 0.08,
     hflip: float = 0.5,
+    augment: bool = True,
+    shuffle: bool = True,
+    val_resize_size: int | None = None,
+    workers: int | None = None,
 ):
-    """Shuffled, augmented batches of (NHWC float32, one-hot float32) for ``model.fit``."""
+    """Shuffled, augmented batches of (NHWC float32, one-hot float32) for ``model.fit``.
+
+    ``augment=False`` (``--no-augment``) gives train the val preprocessing; ``shuffle=False``
+    (``--no-shuffle``) keeps file order, which is trainer-pt's order too (sorted classes, sorted files).
+    ``workers`` is the number of parallel map calls (0: in-process, one at a time; None: AUTOTUNE)."""
     tf = _tf()
     num_classes = len(split.class_names)
     autotune = tf.data.AUTOTUNE
+    parallel = autotune if workers is None else (workers or None)
     dataset = tf.data.Dataset.from_tensor_slices((split.paths, split.labels))
+
+    def reshuffle(ds):
+        return ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True) if shuffle else ds
+
     if cache:
         # Decode once, keep the uint8 images, reshuffle the decoded images every epoch.
-        dataset = dataset.map(lambda p, y: (_decode(p), y), num_parallel_calls=autotune).cache()
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(lambda p, y: (_decode(p), y), num_parallel_calls=parallel).cache()
+        dataset = reshuffle(dataset)
     else:
-        dataset = dataset.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.map(lambda p, y: (_decode(p), y), num_parallel_calls=autotune)
+        dataset = reshuffle(dataset)
+        dataset = dataset.map(lambda p, y: (_decode(p), y), num_parallel_calls=parallel)
+    resize_size = val_resize_size or default_val_resize(image_size)
 
     # Plain tensor code with no Python control flow: AutoGraph has nothing to convert (and warns on closures).
     @tf.autograph.experimental.do_not_convert
-    def augment(image, label):
+    def augmented(image, label):
         image = random_resized_crop(image, image_size, crop_scale_min)
         # RandomHorizontalFlip(p): 0 for data that is not mirror-symmetric, such as digits.
         image = tf.where(tf.random.uniform([]) < hflip, tf.image.flip_left_right(image), image)
         return _normalize(image), tf.one_hot(label, num_classes)
 
-    dataset = dataset.map(augment, num_parallel_calls=autotune)
+    @tf.autograph.experimental.do_not_convert
+    def plain(image, label):
+        return _normalize(resize_center_crop(image, image_size, resize_size)), tf.one_hot(label, num_classes)
+
+    dataset = dataset.map(augmented if augment else plain, num_parallel_calls=parallel)
     # trainer-pt drops the last partial batch (drop_last=True): same steps, no tiny final batch.
     return dataset.batch(batch_size, drop_remainder=True).prefetch(autotune)
 

@@ -198,7 +198,7 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
         raise ImgbenchError(f"{run_dir} has no best model yet (no epoch finished); train first")
     best = read_json(run_dir / BEST_STATE)
     history = read_epochs(run_dir)
-    data_root = Path(getattr(args, "data", None) or config["data"])
+    data_root = Path(getattr(args, "data_path", None) or config["data"])
     train_split, val_split = data.list_dataset(data_root)
     if train_split.class_names != config["class_names"]:
         raise ImgbenchError(
@@ -400,7 +400,7 @@ def _manifest(config, best, history, model_name, version, data_root, records, pa
             memory_kind=config.get("memory_kind", "cpu_rss"),
             device=config.get("device", "unknown"),
             parameters=parameters,
-            recipe={key: config.get(key) for key in recipe_keys},
+            recipe=config.get("recipe") or {key: config.get(key) for key in recipe_keys},
             history=history,
         ),
         exports=records,

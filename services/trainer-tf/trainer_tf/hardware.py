@@ -33,7 +33,9 @@ def describe_device() -> str:
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         return f"gpu: {details.get('device_name', 'GPU')} ×{len(gpus)}"
-    return f"cpu: {cpu_name()} ({usable_cores()} cores)"
+    from imgbench.trainer_cli import describe_cpu
+
+    return describe_cpu()
 
 
 def environment() -> dict[str, str]:

@@ -281,10 +281,16 @@ def architectures() -> list[str]:
 
 
 def build_model(
-    architecture: str, num_classes: int, image_size: int, bn_momentum: float = BN_MOMENTUM
+    architecture: str,
+    num_classes: int,
+    image_size: int,
+    bn_momentum: float | None = BN_MOMENTUM,
+    dropout: float | None = None,
 ) -> keras.Model:
     """A randomly initialized Keras model for a catalog name, NHWC input named ``image``.
-    ``bn_momentum`` is Keras's (the moving average keeps this share): PyTorch's 0.1 is Keras's 0.9.
+    ``bn_momentum`` is Keras's (the moving average keeps this share): PyTorch's 0.1 is Keras's 0.9;
+    None keeps each layer's own (``--bn-momentum native``). ``dropout`` sets every dropout layer's rate
+    (None keeps the architecture's).
 
     >>> build_model("mobilenet_v3_small", 10, 32).output_names   # doctest: +SKIP
     ['logits']
@@ -298,8 +304,10 @@ def build_model(
     outputs = _BUILDERS[architecture](inputs, num_classes)
     model = keras.Model(inputs, outputs, name=f"tf_{architecture}")
     for layer in _all_layers(model):
-        if isinstance(layer, layers.BatchNormalization):
+        if isinstance(layer, layers.BatchNormalization) and bn_momentum is not None:
             layer.momentum = bn_momentum  # keras.applications hard-codes 0.999
+        if isinstance(layer, layers.Dropout) and dropout is not None:
+            layer.rate = dropout
     return model
 
 

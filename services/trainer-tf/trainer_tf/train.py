@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from imgbench import trainer_cli
 from imgbench.catalog import get_entry
 from imgbench.errors import ImgbenchError
 from trainer_tf import data
@@ -36,8 +37,9 @@ _RECIPE_KEYS = (
     "momentum",
     "weight_decay",
     "label_smoothing",
-    "warmup_epochs",
+    "lr_warmup_epochs",
     "bn_momentum",
+    "dropout",
     "seed",
 )
 
@@ -62,22 +64,15 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise ImgbenchError(
             f"{args.model} needs --image-size ≥ {entry.min_image_size}, got {args.image_size}"
         )
-    if args.epochs < 1 or args.batch_size < 1:
-        raise ImgbenchError(f"--epochs and --batch-size must be ≥ 1, got {args.epochs} and {args.batch_size}")
-    if not 0.0 < args.bn_momentum < 1.0:
-        raise ImgbenchError(f"--bn-momentum must be in (0, 1) (PyTorch convention), got {args.bn_momentum}")
-    if not 0.0 <= args.hflip <= 1.0:
-        raise ImgbenchError(f"--hflip is a probability in [0, 1], got {args.hflip}")
-    if not 0.0 <= args.label_smoothing < 1.0:
-        raise ImgbenchError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.model)
-    train_split, val_split = data.list_dataset(Path(args.data))
-    if args.check_data:
-        data.check_readable(Path(args.data))
+    trainer_cli.check_recipe(args)
+    run_dir = Path(args.output_dir) if args.output_dir else default_run_dir(args.model)
+    train_split, val_split = data.list_dataset(Path(args.data_path))
+    if not args.skip_data_check:
+        data.check_readable(Path(args.data_path))
     config = {
         "architecture": args.model,
         "model": f"tf_{args.model}",
-        "data": str(Path(args.data).resolve()),
+        "data": str(Path(args.data_path).resolve()),
         "image_size": args.image_size,
         "val_resize_size": args.val_resize_size or data.default_val_resize(args.image_size),
         "epochs": args.epochs,
@@ -92,13 +87,19 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         "crop_scale_min": args.crop_scale_min,
         "hflip": args.hflip,
         "label_smoothing": args.label_smoothing,
-        "warmup_epochs": args.warmup_epochs,
+        "lr_warmup_epochs": args.lr_warmup_epochs,
         "seed": args.seed,
         "jit_compile": args.jit_compile,
         "mixed_precision": args.mixed_precision,
         "threads": args.threads,
+        # PyTorch's convention on the command line and in the recipe; Keras's only where models are built.
         "bn_momentum": args.bn_momentum,
-        "bn_momentum_keras": 1.0 - args.bn_momentum,
+        "bn_momentum_keras": None if args.bn_momentum is None else 1.0 - args.bn_momentum,
+        "dropout": args.dropout,
+        "no_augment": args.no_augment,
+        "no_shuffle": args.no_shuffle,
+        "workers": args.workers,
+        "device_request": args.device,
         "class_names": train_split.class_names,
         "num_train": len(train_split),
         "num_eval": len(val_split),
@@ -110,13 +111,14 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             if saved[key] != config[key]:
                 raise ImgbenchError(
                     f"--resume: the run in {run_dir} has {key}={saved[key]!r}, this command asks for "
-                    f"{config[key]!r}; resume with the same value or start a new --run-dir"
+                    f"{config[key]!r}; resume with the same value or start a new --output-dir"
                 )
         if saved["class_names"] != config["class_names"]:
             raise ImgbenchError(
-                f"--resume: {args.data} has {len(config['class_names'])} classes {config['class_names']}, "
+                f"--resume: {args.data_path} has {len(config['class_names'])} classes "
+                f"{config['class_names']}, "
                 f"the checkpoint in {run_dir} was trained on {len(saved['class_names'])} "
-                f"{saved['class_names']}; resume on the same classes or start a new --run-dir"
+                f"{saved['class_names']}; resume on the same classes or start a new --output-dir"
             )
         for key in _RECIPE_KEYS:
             if saved.get(key) != config[key]:
@@ -126,9 +128,19 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             log.warning("--resume: %s has no finished epoch yet; starting at epoch 1", run_dir)
     elif config_path.exists():
         raise ImgbenchError(
-            f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir"
+            f"{run_dir} already holds a run; continue it with --resume or choose another --output-dir"
         )
     return RunPlan(run_dir, config, train_split, val_split, bool(args.resume))
+
+
+def _select_device(request: str) -> None:
+    """``--device``: ``cpu`` hides every GPU; ``cuda`` fails without one; ``auto`` uses what is there."""
+    import tensorflow as tf
+
+    if request == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    elif request == "cuda" and not tf.config.list_physical_devices("GPU"):
+        raise ImgbenchError("--device cuda: TensorFlow sees no GPU here; use --device cpu or auto")
 
 
 def _configure_precision(requested: str | None, on_gpu: bool) -> str:
@@ -155,7 +167,7 @@ def train(args: argparse.Namespace) -> Path:
 
     from trainer_tf.callbacks import callbacks_for_run
     from trainer_tf.checkpoint import AtomicBackupAndRestore
-    from trainer_tf.hardware import describe_device, environment
+    from trainer_tf.hardware import describe_device, environment, usable_cores
     from trainer_tf.models import build_model, count_parameters
     from trainer_tf.optim import make_optimizer, scaled_learning_rate
 
@@ -163,6 +175,7 @@ def train(args: argparse.Namespace) -> Path:
         # Before the first op: with other processes on 2 cores, fewer threads avoid oversubscription.
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    _select_device(args.device)
     keras.utils.set_random_seed(config["seed"])
     gpus = tf.config.list_logical_devices("GPU")
     # Several visible devices: one replica each, gradients all-reduced (trainer-pt uses DDP there).
@@ -171,7 +184,7 @@ def train(args: argparse.Namespace) -> Path:
     global_batch = config["batch_size"] * replicas
     steps = data.steps_per_epoch(config["num_train"], global_batch)
     total_steps = steps * config["epochs"]
-    warmup_steps = config["warmup_epochs"] * steps
+    warmup_steps = config["lr_warmup_epochs"] * steps
     peak_lr = scaled_learning_rate(config["lr"], global_batch)
     policy = _configure_precision(config["mixed_precision"], bool(gpus))
     config.update(
@@ -185,6 +198,20 @@ def train(args: argparse.Namespace) -> Path:
         memory_kind="gpu_peak" if gpus else "cpu_rss",
         device=describe_device(),
         environment=environment(),
+    )
+    config["recipe"] = trainer_cli.recipe_record(
+        args,
+        {
+            "world_size": replicas,
+            "global_batch_size": global_batch,
+            "steps_per_epoch": steps,
+            "peak_lr": peak_lr,
+            "precision": policy,
+            "compile": "XLA (jit_compile)" if config["jit_compile"] else None,
+            # What TensorFlow runs with: 0 means "its choice", one thread per usable core.
+            "threads": tf.config.threading.get_intra_op_parallelism_threads() or usable_cores(),
+            "device": config["device"],
+        },
     )
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     created = read_config(plan.run_dir)["created_at"] if plan.resuming else datetime.now(UTC).isoformat()
@@ -216,6 +243,10 @@ def train(args: argparse.Namespace) -> Path:
         train_cache,
         config["crop_scale_min"],
         config["hflip"],
+        augment=not config["no_augment"],
+        shuffle=not config["no_shuffle"],
+        val_resize_size=config["val_resize_size"],
+        workers=config["workers"],
     )
     val_ds = data.eval_dataset(
         plan.val, config["image_size"], global_batch, config["val_resize_size"], val_cache
@@ -224,7 +255,11 @@ def train(args: argparse.Namespace) -> Path:
     num_classes = len(config["class_names"])
     with strategy.scope():
         model = build_model(
-            config["architecture"], num_classes, config["image_size"], bn_momentum=config["bn_momentum_keras"]
+            config["architecture"],
+            num_classes,
+            config["image_size"],
+            bn_momentum=config["bn_momentum_keras"],
+            dropout=config["dropout"],
         )
         optimizer = make_optimizer(
             peak_lr,
@@ -232,7 +267,7 @@ def train(args: argparse.Namespace) -> Path:
             config["epochs"],
             config["momentum"],
             config["weight_decay"],
-            warmup_epochs=config["warmup_epochs"],
+            warmup_epochs=config["lr_warmup_epochs"],
             warmup_decay=config["lr_warmup_decay"],
             lr_min=config["lr_min"],
             schedule=config["lr_schedule"],
