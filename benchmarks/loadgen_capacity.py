@@ -33,6 +33,8 @@ import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hdrh.histogram import HdrHistogram
 
+from imgbench.load_results import load_load_result
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN_LOCUSTFILE = """
 import time
@@ -101,8 +103,8 @@ def imgbench_run(target: str, results: Path, run_id: str, core: int | None, *arg
     done, wall, cpu = run_measured(argv)
     if done.returncode not in (0, 1):  # 1: Locust's "there were failures", recorded in the point
         raise SystemExit(f"{run_id} failed:\n{done.stdout[-3000:]}")
-    (point,) = json.loads((results / f"{run_id}.json").read_text())["points"]
-    return {"point": point, "wall_s": wall, "cpu_s": cpu}
+    (point,) = load_load_result(results / f"{run_id}.json").points
+    return {"point": point.model_dump(), "wall_s": wall, "cpu_s": cpu}
 
 
 def plain_locust_run(target: str, workdir: Path, users: int, seconds: float, core: int | None) -> dict:

@@ -309,18 +309,18 @@ def print_summary(run_dir: Path) -> None:
     for point in points(inputs):
         serving.add_row(
             backend_label(point),
-            str(point.get("model")),
+            point.model,
             load_label(point),
-            str(point.get("n")),
-            _ms(point.get("p50_ms")),
-            _ms(point.get("p99_ms")),
-            f"{point.get('throughput_rps') or 0:.1f}",
-            str(point.get("errors")),
-            str(point.get("incorrect")),
+            str(point.n),
+            _ms(point.p50_ms),
+            _ms(point.p99_ms),
+            f"{point.throughput_rps or 0:.1f}",
+            str(point.errors),
+            str(point.incorrect),
         )
     console.print(training)
     console.print(serving)
 
 
-def _ms(value: object) -> str:
-    return "–" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"

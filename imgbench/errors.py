@@ -21,3 +21,7 @@ class StackError(ImgbenchError):
 
 class PortInUseError(StackError):
     """A service's port is already taken on 127.0.0.1."""
+
+
+class LoadResultError(ImgbenchError):
+    """A load result file is missing, unreadable or does not match the schema."""

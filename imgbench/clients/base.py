@@ -13,8 +13,10 @@ from typing import Any, ClassVar, Self
 import grpc
 import numpy as np
 
+from imgbench import servers
 from imgbench.clients.errors import InferenceError, from_rpc_error
 from imgbench.clients.tensors import batch_problem
+from imgbench.load_results import ServerIdentity
 from imgbench.manifest import Manifest, load_manifest
 from imgbench.paths import ModelRepository
 
@@ -120,6 +122,12 @@ class InferenceClient(ABC):
     @abstractmethod
     def metadata(self, model: str) -> dict[str, Any]:
         """{'backend', 'model', 'server', 'versions', 'inputs': [{name, dtype, shape}], 'outputs': [...]}"""
+
+    def identify(self, model: str) -> ServerIdentity:
+        """The server as it reports itself, for load results. A protocol whose server says nothing about
+        itself (TorchServe's gRPC API has no version call) is named by what answered its health call."""
+        spec = servers.get_server(self.backend)
+        return ServerIdentity(backend=self.backend, implementation=spec.label, stand_in=False)
 
     # -- for subclasses ------------------------------------------------------------------------
     @abstractmethod

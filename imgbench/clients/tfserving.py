@@ -5,6 +5,7 @@ the real tensorflow/serving. The client cannot tell them apart, except by ``meta
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import grpc
@@ -14,6 +15,7 @@ from google.protobuf import wrappers_pb2
 from imgbench.clients.base import InferenceClient
 from imgbench.clients.stubs import stub_module
 from imgbench.clients.tensors import BY_TENSORFLOW, wire_dtype
+from imgbench.load_results import ServerIdentity
 from imgbench.manifest import Manifest
 
 SIGNATURE = "serving_default"
@@ -42,6 +44,17 @@ def server_name(answer: Any) -> str:
     value = wrappers_pb2.StringValue()
     answer.metadata[STANDIN_METADATA_KEY].Unpack(value)
     return value.value
+
+
+def server_identity(answer: Any) -> ServerIdentity:
+    """The stand-in names itself 'TF Serving stand-in (TensorFlow 2.21.0)'; the real server says nothing,
+    so an answer without the entry is the real TF Serving (its version is not in the gRPC API)."""
+    if STANDIN_METADATA_KEY not in answer.metadata:
+        return ServerIdentity(backend="tfserving", implementation="TF Serving", stand_in=False)
+    name = server_name(answer)
+    match = re.fullmatch(r"(.+?) \((.+)\)", name)
+    implementation, runtime = (match.group(1), match.group(2)) if match else (name, None)
+    return ServerIdentity(backend="tfserving", implementation=implementation, stand_in=True, runtime=runtime)
 
 
 class TFServingClient(InferenceClient):
@@ -100,6 +113,11 @@ class TFServingClient(InferenceClient):
         request.model_spec.name = model
         answer = self._probe(self._models.GetModelStatus, request)
         return bool(answer and any(v.state == AVAILABLE for v in answer.model_version_status))
+
+    def identify(self, model: str) -> ServerIdentity:
+        request = metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = model
+        return server_identity(self._call(self._predict.GetModelMetadata, request, model))
 
     def metadata(self, model: str) -> dict[str, Any]:
         request = metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])

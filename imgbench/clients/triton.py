@@ -13,6 +13,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from imgbench.clients.base import InferenceClient
 from imgbench.clients.tensors import BY_TRITON, wire_dtype
+from imgbench.load_results import ServerIdentity
 from imgbench.manifest import Manifest
 
 
@@ -69,6 +70,19 @@ class TritonClient(InferenceClient):
             "inputs": tensors(answer.inputs),
             "outputs": tensors(answer.outputs),
         }
+
+    def identify(self, model: str) -> ServerIdentity:
+        """ServerMetadata's name and version; the model's platform or backend as the runtime."""
+        server = self._call(self._stub.ServerMetadata, service_pb2.ServerMetadataRequest(), model)
+        answer = self._call(self._stub.ModelMetadata, service_pb2.ModelMetadataRequest(name=model), model)
+        name = server.name or "triton"
+        return ServerIdentity(
+            backend=self.backend,
+            implementation="Triton" if name.lower() == "triton" else name,
+            version=server.version or None,
+            stand_in=False,
+            runtime=f"{answer.platform} backend" if answer.platform else None,
+        )
 
     def statistics(self, model: str) -> dict[str, int]:
         """Requests and executions the server counted for ``model`` (batching evidence)."""

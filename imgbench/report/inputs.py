@@ -1,17 +1,17 @@
 """What a report reads from a run directory: manifests and load results, nothing else.
 
 RUN_DIR/model-repository/manifests/*.json   (or RUN_DIR/manifests/*.json)
-RUN_DIR/load/**/*.json                       load results written by the load generator
+RUN_DIR/load/**/*.json                       load results (``imgbench.load_results``)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgbench.errors import ImgbenchError, ManifestError
+from imgbench.errors import ImgbenchError, LoadResultError, ManifestError
+from imgbench.load_results import LoadResult, load_load_result
 from imgbench.manifest import Manifest, load_manifest
 from imgbench.paths import ModelRepository
 
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 class ReportInputs:
     run_dir: Path
     manifests: dict[str, Manifest] = field(default_factory=dict)
-    load_results: list[dict] = field(default_factory=list)
-    """Load result documents as written by the load generator (see imgbench.report.serving)."""
+    load_results: list[LoadResult] = field(default_factory=list)
+    """Load result files as the load generator and the SLO search wrote them (imgbench.load_results)."""
     problems: list[str] = field(default_factory=list)
     """Inputs that were present but unreadable: said in the report."""
 
@@ -54,11 +54,7 @@ def read_inputs(run_dir: Path) -> ReportInputs:
     load_dir = run_dir / "load"
     for path in sorted(load_dir.rglob("*.json")) if load_dir.is_dir() else []:
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            inputs.problems.append(f"load result {path} is unreadable: {exc}")
-            continue
-        if isinstance(document, dict) and "points" in document:
-            document.setdefault("_path", str(path))
-            inputs.load_results.append(document)
+            inputs.load_results.append(load_load_result(path))
+        except LoadResultError as exc:
+            inputs.problems.append(str(exc))
     return inputs

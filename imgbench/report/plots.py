@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display here or in CI
 import matplotlib.pyplot as plt
 
+from imgbench.load_results import LoadPoint
 from imgbench.report.inputs import ReportInputs
 from imgbench.report.serving import backend_label, images_per_second, load_label, points
 from imgbench.report.training import FRAMEWORK_LABEL
@@ -58,7 +59,7 @@ def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
         ax.plot(
             xs,
             [ms for _, ms in by_pct],
-            label=f"{backend_label(point)} b{point.get('batch_size')} {load_label(point)}",
+            label=f"{backend_label(point)} b{point.batch_size} {load_label(point)}",
         )
     ax.set_xscale("log")
     ticks = [50, 90, 99, 99.9]
@@ -73,22 +74,23 @@ def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
 PERCENTILE_FIELDS = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
 
 
-def _percentiles(point: dict) -> list[tuple[float, float]]:
+def _percentiles(point: LoadPoint) -> list[tuple[float, float]]:
     """(percentile, ms) pairs: the point's full distribution if it has one, else its summary fields."""
-    if point.get("percentiles"):
-        return sorted((float(q), float(ms)) for q, ms in point["percentiles"].items() if ms is not None)
-    return sorted((q, float(point[f])) for f, q in PERCENTILE_FIELDS.items() if point.get(f) is not None)
+    if point.percentiles:
+        return sorted((float(q), float(ms)) for q, ms in point.percentiles.items())
+    summary = ((q, getattr(point, f)) for f, q in PERCENTILE_FIELDS.items())
+    return sorted((q, float(ms)) for q, ms in summary if ms is not None)
 
 
 def throughput_vs_load(inputs: ReportInputs, out_dir: Path) -> list[Path]:
-    closed = [p for p in points(inputs) if p.get("mode") != "open" and p.get("users")]
+    closed = [p for p in points(inputs) if p.mode == "closed" and p.users]
     if not closed:
         return []
     fig, ax = plt.subplots(figsize=(8, 5))
     series: dict[str, list[tuple[int, float]]] = {}
     for point in closed:
-        key = f"{backend_label(point)} {point.get('model')} b{point.get('batch_size')}"
-        series.setdefault(key, []).append((int(point["users"]), images_per_second(point)))
+        key = f"{backend_label(point)} {point.model} b{point.batch_size}"
+        series.setdefault(key, []).append((point.users or 0, images_per_second(point)))
     for key, values in sorted(series.items()):
         values.sort()
         ax.plot([u for u, _ in values], [t for _, t in values], marker="o", label=key)

@@ -1,85 +1,82 @@
 """Serving section: latency percentiles and throughput per server, model, batch size and load point,
-correct-under-load counts, and the SLO search result, from the load generator's result files."""
+correct-under-load counts, and the SLO search result, from the load results (``imgbench.load_results``).
+
+Every server is named as it identified itself in the results (``ServerIdentity.label``): a stand-in
+says so because the stand-in said so, and a run against the real server is not mislabelled."""
 
 from __future__ import annotations
 
+from imgbench.load_results import LoadPoint, SloSearch
 from imgbench.report.inputs import ReportInputs
 from imgbench.report.markdown import num, table
 
-# What each native server really is; the report never names the stand-in without saying so.
-NATIVE_BACKEND_LABELS = {
-    "torchserve": "TorchServe",
-    "triton": "Triton (python backend + ONNX Runtime)",
-    "tfserving": "TF Serving stand-in",
-}
+
+def backend_label(point: LoadPoint) -> str:
+    return point.server.label
 
 
-def backend_label(point: dict) -> str:
-    backend = str(point.get("backend", "?"))
-    label = point.get("backend_label") or NATIVE_BACKEND_LABELS.get(backend, backend)
-    if backend == "tfserving" and "stand-in" not in label.lower() and point.get("stand_in", True):
-        label += " (stand-in)"
-    return label
-
-
-def points(inputs: ReportInputs) -> list[dict]:
+def points(inputs: ReportInputs) -> list[LoadPoint]:
     """Every load point once: an SLO search's summary repeats the points its probes wrote."""
     seen: set[tuple[str, str]] = set()
     unique = []
-    for document in inputs.load_results:
-        for point in document.get("points", []):
-            key = (str(point.get("run_id", id(point))), str(point.get("point", id(point))))
+    for result in inputs.load_results:
+        for point in result.points:
+            key = (point.run_id, point.point)
             if key not in seen:
                 seen.add(key)
                 unique.append(point)
     return unique
 
 
-def load_label(point: dict) -> str:
-    if point.get("mode") == "open":
-        return f"open {num(point.get('target_rate'), 0)}/s"
-    return f"closed ×{point.get('users', point.get('concurrency', '?'))}"
+def load_label(point: LoadPoint) -> str:
+    return point.load_label
 
 
-def images_per_second(point: dict) -> float:
-    for key in ("images_per_second", "images_per_s"):
-        if point.get(key) is not None:
-            return float(point[key])
-    return float(point.get("throughput_rps", 0.0)) * int(point.get("batch_size", 1))
+def images_per_second(point: LoadPoint) -> float:
+    return point.images_per_s
 
 
 def best_throughput_by_backend(inputs: ReportInputs) -> dict[tuple[str, str], float]:
     best: dict[tuple[str, str], float] = {}
     for point in points(inputs):
-        if point.get("errors", 0):
+        if point.errors:
             continue
-        key = (backend_label(point), str(point.get("model")))
+        key = (backend_label(point), point.model)
         best[key] = max(best.get(key, 0.0), images_per_second(point))
     return best
 
 
+def search_label(search: SloSearch, inputs: ReportInputs) -> str:
+    """The server as it identified itself during the search (or in a point of the same case)."""
+    if search.server is not None:
+        return search.server.label
+    for point in points(inputs):
+        if (point.backend, point.model) == (search.backend, search.model):
+            return point.server.label
+    return f"{search.backend} (unidentified)"
+
+
 def serving_section(inputs: ReportInputs) -> str:
-    rows = []
-    for point in sorted(
-        points(inputs),
-        key=lambda p: (str(p.get("backend")), str(p.get("model")), p.get("batch_size", 1), load_label(p)),
-    ):
-        rows.append(
-            [
-                backend_label(point),
-                point.get("model"),
-                point.get("batch_size"),
-                load_label(point),
-                point.get("n"),
-                num(point.get("p50_ms"), 2),
-                num(point.get("p90_ms"), 2),
-                num(point.get("p99_ms"), 2),
-                num(point.get("p999_ms"), 2),
-                num(point.get("throughput_rps"), 1),
-                point.get("errors"),
-                point.get("incorrect"),
-            ]
+    rows = [
+        [
+            backend_label(point),
+            point.model,
+            point.batch_size,
+            load_label(point),
+            point.n,
+            num(point.p50_ms, 2),
+            num(point.p90_ms, 2),
+            num(point.p99_ms, 2),
+            num(point.p999_ms, 2),
+            num(point.throughput_rps, 1),
+            point.errors,
+            point.incorrect,
+        ]
+        for point in sorted(
+            points(inputs),
+            key=lambda p: (p.backend, p.model, p.batch_size, p.mode, p.users or 0, p.target_rate or 0),
         )
+    ]
     parts = ["## Serving", ""]
     if not rows:
         parts.append("No load result in this run: no server was measured.")
@@ -87,7 +84,8 @@ def serving_section(inputs: ReportInputs) -> str:
     parts += [
         "Client-side latency from an HdrHistogram over the measured window (warm-up excluded). Open-loop "
         "latency counts from each request's scheduled send time, so a server's queue shows up in it. "
-        "`incorrect` counts answers whose top-1 differed from the label of a real validation image.",
+        "`incorrect` counts answers whose top-1 differed from the label of a real validation image. "
+        "Each server is named as it identified itself.",
         "",
         table(
             [
@@ -107,7 +105,7 @@ def serving_section(inputs: ReportInputs) -> str:
             rows,
         ),
     ]
-    searches = [s for document in inputs.load_results for s in document.get("slo_search", [])]
+    searches = [s for result in inputs.load_results for s in result.slo_search]
     if searches:
         parts += [
             "",
@@ -117,19 +115,18 @@ def serving_section(inputs: ReportInputs) -> str:
                 ["server", "model", "SLO ms", "max rate req/s", "p99 ms at that rate", "step s"],
                 [
                     [
-                        backend_label(s),
-                        s.get("model"),
-                        num(s.get("slo_ms"), 0),
-                        num(s.get("max_rate"), 1),
-                        num(s.get("p99_ms"), 2),
-                        num(s.get("step_seconds", s.get("step_s")), 0),
+                        search_label(s, inputs),
+                        s.model,
+                        num(s.slo_ms, 0),
+                        num(s.max_rate, 1),
+                        num(s.p99_ms, 2),
+                        num(s.step_s, 0),
                     ]
                     for s in searches
                 ],
             ),
         ]
-    failed = [document for document in inputs.load_results if document.get("failures")]
-    for document in failed:
-        for failure in document["failures"]:
+    for result in inputs.load_results:
+        for failure in result.failures:
             parts += ["", f"- load run problem: {failure}"]
     return "\n".join(parts) + "\n"

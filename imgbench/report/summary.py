@@ -57,16 +57,14 @@ def summary_section(inputs: ReportInputs) -> str:
                 f"{model}: the ONNX export agreed with the framework on {onnx.top1_agreement:.2%} of "
                 f"{onnx.n} images (max |Δlogit| {onnx.max_abs_logit_diff:.1e}){kept_text}."
             )
-    single = [
-        p for p in points(inputs) if p.get("batch_size") == 1 and not p.get("errors") and p.get("p99_ms")
-    ]
+    single = [p for p in points(inputs) if p.batch_size == 1 and not p.errors and p.p99_ms]
     if single:
-        best = min(single, key=lambda p: p["p99_ms"])
+        best = min(single, key=lambda p: p.p99_ms or 0.0)
         sentences.append(
-            f"Lowest p99 at batch 1: {backend_label(best)} serving {best.get('model')} "
-            f"({best['p99_ms']:.2f} ms at {best.get('throughput_rps', 0):.0f} req/s)."
+            f"Lowest p99 at batch 1: {backend_label(best)} serving {best.model} "
+            f"({best.p99_ms:.2f} ms at {best.throughput_rps or 0:.0f} req/s)."
         )
-    wrong = sum(int(p.get("incorrect", 0) or 0) for p in points(inputs))
+    wrong = sum(p.incorrect for p in points(inputs))
     if points(inputs):
         sentences.append(
             "Every served answer under load matched the label it was checked against."

@@ -41,5 +41,8 @@ def test_headless_run_against_real_server(server: str, prefix: str, serving, tmp
     assert point["images_per_second"] == pytest.approx(2 * point["throughput_rps"], rel=0.01)
     # The pool is real validation images the idle server answered right (most of them, trained 1 epoch).
     assert results["preflight"]["pool_kept"] >= 10
-    if server == "tfserving":
-        assert point["stand_in"], "the native TF Serving is the stand-in, and the results must say so"
+    # The server as it identified itself: the native TF Serving is the stand-in, and the results say so.
+    assert point["server"]["backend"] == server
+    assert point["server"]["stand_in"] == (server == "tfserving"), point["server"]
+    if server == "triton":
+        assert point["server"]["implementation"] == "Triton" and point["server"]["version"], point["server"]

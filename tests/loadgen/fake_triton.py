@@ -54,6 +54,9 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     def ServerReady(self, request, context):
         return service_pb2.ServerReadyResponse(ready=True)
 
+    def ServerMetadata(self, request, context):
+        return service_pb2.ServerMetadataResponse(name="fake_triton", version="0.0-test")
+
     def ModelReady(self, request, context):
         return service_pb2.ModelReadyResponse(ready=request.name == self.manifest.model)
 
@@ -67,7 +70,7 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelMetadataResponse(
             name=self.manifest.model,
             versions=["1"],
-            platform="fake_triton (tests)",
+            platform="nearest_mean",
             inputs=[
                 {"name": spec.name, "datatype": "FP32", "shape": [-1 if d is None else d for d in spec.shape]}
             ],

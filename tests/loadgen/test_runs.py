@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from lg_helpers import MODEL, PYTHON, ROOT, free_port, loadgen_argv, run_loadgen
 
+from imgbench.load_results import load_load_result
+
 pytestmark = pytest.mark.integration
 
 
@@ -37,6 +39,16 @@ def test_closed_loop_run_reports_percentiles_and_checks_every_answer(
     assert 0 < facts["pool_kept"] <= facts["pool_images"]
     assert facts["pool_kept"] == facts["pool_images"] - facts["misclassified_at_rest"]
     assert run.results["hardware"]["cores"] >= 1 and run.results["config"]["backend"] == "triton"
+    # The file is a typed load result, and names the server as the server identified itself.
+    result = load_load_result(tmp_path / "results" / "run.json")
+    assert result.schema_version == 1 and result.points[0].n == row["n"]
+    assert row["server"] == {
+        "backend": "triton",
+        "implementation": "fake_triton",
+        "version": "0.0-test",
+        "stand_in": False,
+        "runtime": "nearest_mean backend",
+    }
     header = run.csv.splitlines()[0].split(",")
     assert {"n", "p99_ms", "p999_ms", "incorrect", "errors", "throughput_rps", "cpu"} <= set(header)
     assert len(run.csv.splitlines()) == 2

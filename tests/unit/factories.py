@@ -75,12 +75,35 @@ def make_manifest(
     return Manifest(**fields)  # type: ignore[arg-type]
 
 
+# How each native server identifies itself (what the load generator records from its metadata answer).
+SERVER_IDENTITIES = {
+    "torchserve": {"backend": "torchserve", "implementation": "TorchServe", "stand_in": False},
+    "triton": {
+        "backend": "triton",
+        "implementation": "Triton",
+        "version": "2.51.0",
+        "stand_in": False,
+        "runtime": "python backend",
+    },
+    "tfserving": {
+        "backend": "tfserving",
+        "implementation": "TF Serving stand-in",
+        "stand_in": True,
+        "runtime": "TensorFlow 2.21.0",
+    },
+}
+
+
 def load_point(backend: str, users: int, p99_ms: float, **overrides: object) -> dict:
+    """One valid ``imgbench.load_results.LoadPoint``, as JSON data."""
     point = {
+        "run_id": f"{backend}-run",
         "backend": backend,
+        "server": dict(SERVER_IDENTITIES[backend]),
         "model": "pt_resnet18",
         "batch_size": 1,
         "mode": "closed",
+        "point": f"users={users}",
         "users": users,
         "n": 500,
         "p50_ms": p99_ms / 3,
@@ -94,3 +117,8 @@ def load_point(backend: str, users: int, p99_ms: float, **overrides: object) -> 
     }
     point.update(overrides)
     return point
+
+
+def load_document(points: list[dict], **fields: object) -> dict:
+    """One valid ``imgbench.load_results.LoadResult``, as JSON data."""
+    return {"schema_version": 1, "run_id": "run", "points": points, **fields}

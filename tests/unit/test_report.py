@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from factories import load_point, make_manifest
+from factories import load_document, load_point, make_manifest
 from typer.testing import CliRunner
 
 from imgbench.cli import app
@@ -40,13 +40,13 @@ def full_run(tmp_path: Path) -> Path:
     slow_tf.training.top1 = 0.90
     for record in slow_tf.training.history:
         record.seconds *= 2
-    document = {
-        "hardware": {"cpu": "test CPU", "cores": 2},
-        "points": [load_point(b, u, p99) for b, u, p99 in [("torchserve", 1, 30.0), ("torchserve", 4, 60.0),
-                                                           ("triton", 1, 8.0), ("tfserving", 1, 12.0)]],
-        "slo_search": [{"backend": "triton", "model": "pt_resnet18", "slo_ms": 100, "max_rate": 250.0,
-                        "p99_ms": 80.0, "step_seconds": 20}],
-    }  # fmt: skip
+    document = load_document(
+        [load_point(b, u, p99) for b, u, p99 in [("torchserve", 1, 30.0), ("torchserve", 4, 60.0),
+                                                 ("triton", 1, 8.0), ("tfserving", 1, 12.0)]],
+        hardware={"cpu": "test CPU", "cores": 2},
+        slo_search=[{"backend": "triton", "model": "pt_resnet18", "slo_ms": 100, "max_rate": 250.0,
+                     "p99_ms": 80.0, "step_s": 20}],
+    )  # fmt: skip
     return _write_run(tmp_path / "run", [make_manifest("pytorch"), slow_tf], [document])
 
 
@@ -75,10 +75,10 @@ def test_tfserving_is_never_named_without_stand_in(full_run: Path) -> None:
 
 def test_missing_pieces_are_said_not_crashed(tmp_path: Path) -> None:
     no_onnx = make_manifest("pytorch", exports={})
-    failed_backend = {
-        "points": [load_point("torchserve", 1, 30.0, errors=500, n=0, throughput_rps=0.0, percentiles={})],
-        "failures": ["torchserve: connection refused after 3 s (server died?)"],
-    }
+    failed_backend = load_document(
+        [load_point("torchserve", 1, 30.0, errors=500, n=0, throughput_rps=0.0, percentiles={})],
+        failures=["torchserve: connection refused after 3 s (server died?)"],
+    )
     run = _write_run(tmp_path / "run", [no_onnx], [failed_backend])
     (run / "load" / "broken.json").write_text("{truncated")
     report = build_report(run).read_text()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgbench.errors import ImgbenchError
+from imgbench.load_results import ServerIdentity
 from imgbench.manifest import Manifest, load_manifest
 from imgbench.paths import ModelRepository
 from loadgen.backends import HealthSender, InferenceSender, Sender, error_code, make_client
@@ -85,6 +86,9 @@ def prepare(options: LoadOptions, calibrate: bool = True) -> Prepared:
                 f"{': ' + reason if reason else ''}; is it in the server's model repository?"
             )
         prepared.server = str(_safe_metadata(client, options.model).get("server", options.backend))
+        prepared.facts["server_identity"] = _safe_identity(
+            client, options.model, prepared.server
+        ).model_dump()
         if pool is not None:
             prepared.pool = _calibrate(client, options, pool, prepared.facts)
     finally:
@@ -112,7 +116,8 @@ def _prepare_health(options: LoadOptions) -> Prepared:
             )
     finally:
         sender.close()
-    return Prepared(options, server="grpc.health.v1")
+    identity = ServerIdentity(backend="health", implementation="grpc.health.v1", stand_in=False)
+    return Prepared(options, server="grpc.health.v1", facts={"server_identity": identity.model_dump()})
 
 
 def _metadata_error(client: Any, model: str) -> str:
@@ -128,6 +133,17 @@ def _safe_metadata(client: Any, model: str) -> dict[str, Any]:
         return dict(client.metadata(model))
     except Exception:
         return {}
+
+
+def _safe_identity(client: Any, model: str, server: str) -> ServerIdentity:
+    """The server as it reports itself; when it cannot say (an error), the metadata's server name."""
+    try:
+        return client.identify(model)
+    except Exception as exc:
+        log.warning("preflight: %s did not identify itself (%s); naming it %r", client.backend, exc, server)
+        return ServerIdentity(
+            backend=client.backend, implementation=server, stand_in="stand-in" in server.lower()
+        )
 
 
 def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[str, Any]) -> ImagePool:

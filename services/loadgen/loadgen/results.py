@@ -1,6 +1,7 @@
-"""Results of one run: a row per load point (n, percentiles, throughput, errors, incorrect answers) for
-the measured window only, the run's configuration, the hardware, and what happened over time
-(error bursts and whether the server recovered). Written as ``<run_id>.json`` and ``<run_id>.csv``.
+"""Results of one run, as an ``imgbench.load_results.LoadResult``: a point per load step (n,
+percentiles, throughput, errors, incorrect answers) for the measured window only, the run's
+configuration, the hardware, and what happened over time (error bursts and whether the server
+recovered). Written as ``<run_id>.json`` (the schema) and ``<run_id>.csv`` (a flat copy of the points).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import psutil
 
 from imgbench.atomic import atomic_write_text
+from imgbench.load_results import LoadPoint, LoadResult, ServerIdentity, write_load_result
 from loadgen.plan import LoadPlan
 from loadgen.recorder import Recorder, Tally
 
@@ -28,7 +30,7 @@ CSV_FIELDS = [
     "run_id", "backend", "server", "model", "batch_size", "mode", "arrivals", "point", "users", "target_rate",
     "n", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "throughput_rps",
     "images_per_second", "requests", "errors", "error_codes", "incorrect", "window_s", "slo_ms",
-    "p99_within_slo", "cpu", "cores", "hostname",
+    "p99_within_slo", "deployment", "cpu", "cores", "hostname",
 ]  # fmt: skip
 
 
@@ -107,6 +109,19 @@ def error_bursts(timeline: dict[int, Any]) -> list[dict[str, Any]]:
     return bursts
 
 
+def deployment() -> str:
+    """Where the run happened: ``IMGBENCH_DEPLOYMENT`` (compose and Kubernetes set it), else native."""
+    return os.environ.get("IMGBENCH_DEPLOYMENT", "native")
+
+
+def server_identity(config: dict[str, Any], preflight: dict[str, Any]) -> ServerIdentity:
+    """The server as the preflight heard it identify itself."""
+    if preflight.get("server_identity"):
+        return ServerIdentity.model_validate(preflight["server_identity"])
+    name = str(preflight.get("server", config["backend"]))
+    return ServerIdentity(backend=config["backend"], implementation=name, stand_in="stand-in" in name.lower())
+
+
 def build(
     *,
     run_id: str,
@@ -116,9 +131,10 @@ def build(
     elapsed_s: float,
     preflight: dict[str, Any],
     stop_reason: str,
-) -> dict[str, Any]:
+) -> LoadResult:
     hw = hardware()
-    rows = []
+    server = server_identity(config, preflight)
+    points = []
     for step in plan.steps:
         start, end = plan.measured_window(step)
         window = max(0.0, min(end, elapsed_s) - start)
@@ -126,15 +142,15 @@ def build(
         row = {
             "run_id": run_id,
             "backend": config["backend"],
-            "server": preflight.get("server", config["backend"]),
-            "stand_in": "stand-in" in str(preflight.get("server", "")).lower(),
-            "model": config["model"],
+            "server": server,
+            "model": config["model"] or config["backend"],
             "batch_size": config["batch_size"],
             "mode": plan.mode,
             "arrivals": config["arrivals"] if plan.mode == "open" else "",
             "point": step.label,
             "users": step.users,
             "target_rate": step.rate,
+            "deployment": deployment(),
             **summarize(tally, window),
             "slo_ms": round(config["slo"] * 1000, 3),
         }
@@ -142,37 +158,42 @@ def build(
             row["p99_ms"] is not None and row["p99_ms"] <= row["slo_ms"] and row["errors"] == 0
         )
         row.update(cpu=hw["cpu"], cores=hw["cores"], hostname=hw["hostname"])
-        rows.append(row)
+        points.append(LoadPoint.model_validate(row))
     timeline = {s: dict(c) for s, c in sorted(recorder.timeline.items())}
     bursts = error_bursts(timeline)
-    return {
-        "run_id": run_id,
-        "stop_reason": stop_reason,
-        "elapsed_s": round(elapsed_s, 3),
-        "config": config,
-        "plan": plan.describe(),
-        "preflight": preflight,
-        "hardware": hw,
-        "points": rows,
-        "faults": {"error_bursts": bursts},
-        "failures": [
+    return LoadResult(
+        run_id=run_id,
+        stop_reason=stop_reason,
+        elapsed_s=round(elapsed_s, 3),
+        config=config,
+        plan=plan.describe(),
+        preflight=preflight,
+        hardware=hw,
+        points=points,
+        faults={"error_bursts": bursts},
+        failures=[
             f"{b['errors']} errors {b['codes']} from {b['from_s']} s to {b['to_s']} s"
             f"{'' if b['recovered'] else ', not recovered by the end of the run'}"
             for b in bursts
         ],
-        "timeline": {str(s): c for s, c in timeline.items()},
-    }
+        timeline={str(s): c for s, c in timeline.items()},
+    )
 
 
-def write(results: dict[str, Any], results_dir: Path) -> tuple[Path, Path]:
+def csv_row(point: LoadPoint) -> dict[str, Any]:
+    row = point.model_dump()
+    row.update(server=point.server.label, error_codes=json.dumps(point.error_codes))
+    return row
+
+
+def write(results: LoadResult, results_dir: Path) -> tuple[Path, Path]:
     results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = results_dir / f"{results['run_id']}.json"
-    csv_path = results_dir / f"{results['run_id']}.csv"
-    atomic_write_text(json_path, json.dumps(results, indent=2, default=str) + "\n")
+    json_path = write_load_result(results_dir / f"{results.run_id}.json", results)
+    csv_path = results_dir / f"{results.run_id}.csv"
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    for row in results["points"]:
-        writer.writerow({**row, "error_codes": json.dumps(row["error_codes"])})
+    for point in results.points:
+        writer.writerow(csv_row(point))
     atomic_write_text(csv_path, buffer.getvalue())
     return json_path, csv_path

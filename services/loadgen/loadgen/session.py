@@ -165,11 +165,11 @@ class LoadSession:
             stop_reason=self.stop_reason,
         )
         json_path, csv_path = results.write(data, self.options.results_dir)
-        for row in data["points"]:
+        for row in data.points:
             log.info(
                 "%s %s: n=%s p50=%s p99=%s p99.9=%s max=%s ms, %s req/s, errors=%s incorrect=%s",
-                row["backend"], row["point"], row["n"], row["p50_ms"], row["p99_ms"], row["p999_ms"],
-                row["max_ms"], row["throughput_rps"], row["errors"], row["incorrect"],
+                row.server.label, row.point, row.n, row.p50_ms, row.p99_ms, row.p999_ms,
+                row.max_ms, row.throughput_rps, row.errors, row.incorrect,
             )  # fmt: skip
         log.info("results: %s, %s", json_path, csv_path)
 

@@ -18,16 +18,14 @@ batchers settle at the new rate).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from imgbench.atomic import atomic_write_text
+from imgbench.load_results import LoadPoint, LoadResult, SloSearch, load_load_result, write_load_result
 from imgbench.observability import DEFAULT_SLO_SECONDS
 
 
@@ -39,7 +37,7 @@ class Probe:
     n: int
     throughput_rps: float | None
     passed: bool
-    point: dict[str, Any] = field(default_factory=dict, repr=False)
+    point: LoadPoint | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -49,19 +47,17 @@ class SearchResult:
     probes: list[Probe]
 
 
-def judge(point: dict[str, Any], rate: float, slo_s: float, min_samples: int) -> Probe:
+def judge(point: LoadPoint, rate: float, slo_s: float, min_samples: int) -> Probe:
     """A probe passes when it has enough samples, no errors, no wrong answers and p99 ≤ SLO."""
-    p99 = point.get("p99_ms")
+    p99 = point.p99_ms
     passed = (
-        point.get("n", 0) >= min_samples
-        and point.get("errors", 1) == 0
-        and point.get("incorrect", 1) == 0
+        point.n >= min_samples
+        and point.errors == 0
+        and point.incorrect == 0
         and p99 is not None
         and p99 <= slo_s * 1000
     )
-    return Probe(
-        rate, p99, point.get("errors", 0), point.get("n", 0), point.get("throughput_rps"), passed, point
-    )
+    return Probe(rate, p99, point.errors, point.n, point.throughput_rps, passed, point)
 
 
 def search_max_rate(
@@ -131,7 +127,7 @@ def run_probe(args: argparse.Namespace, backend: str, model: str, rate: float, i
     path = Path(args.results_dir) / f"{run_id}.json"
     if not path.exists():
         raise SystemExit(f"probe {run_id} wrote no results (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    (point,) = json.loads(path.read_text())["points"]
+    (point,) = load_load_result(path).points
     probe = judge(point, rate, args.slo, args.min_samples)
     print(
         f"{backend} {model} rate {rate:8.2f}/s: p99 {probe.p99_ms} ms, n {probe.n}, errors {probe.errors} "
@@ -184,7 +180,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     args.targets = dict(t.split("=", 1) for t in args.target)
-    searches, points = [], []
+    searches: list[SloSearch] = []
+    points: list[LoadPoint] = []
     for case in args.case:
         backend, _, model = case.partition(":")
         if not model:
@@ -198,28 +195,32 @@ def main(args: argparse.Namespace) -> int:
             max_probes=args.max_probes,
         )
         best = next((p for p in result.probes if p.rate == result.max_rate), None)
+        measured = [p.point for p in result.probes if p.point is not None]
         searches.append(
-            {
-                "backend": backend,
-                "model": model,
-                "batch_size": args.batch_size,
-                "slo_ms": args.slo * 1000,
-                "max_rate": result.max_rate,
-                "p99_ms": best.p99_ms if best else None,
-                "step_s": probe_seconds(
+            SloSearch(
+                backend=backend,
+                server=measured[0].server if measured else None,
+                model=model,
+                batch_size=args.batch_size,
+                slo_ms=args.slo * 1000,
+                max_rate=result.max_rate,
+                p99_ms=best.p99_ms if best else None,
+                step_s=probe_seconds(
                     result.max_rate or args.start_rate, args.step_duration, args.min_samples
                 ),
-                "probes": [{k: v for k, v in asdict(p).items() if k != "point"} for p in result.probes],
-            }
+                probes=[{k: v for k, v in asdict(p).items() if k != "point"} for p in result.probes],
+            )
         )
-        points += [p.point for p in result.probes]
+        points += measured
         print(
             f"{backend} {model}: highest rate with p99 ≤ {args.slo * 1000:g} ms: {result.max_rate}",
             flush=True,
         )
     out = args.out or Path(args.results_dir) / f"{args.run_id}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps({"slo_search": searches, "points": points}, indent=2) + "\n")
+    write_load_result(
+        out, LoadResult(kind="slo_search", run_id=args.run_id, slo_search=searches, points=points)
+    )
     print(f"summary: {out}")
     return 0
 
