@@ -1,4 +1,4 @@
-"""The model repository layout (shared/ARCHITECTURE.md), in one place.
+"""The model repository layout (docs/architecture.md), in one place.
 
 Trainers write it, servers and the load generator read it; nobody builds these paths by hand.
 

@@ -34,7 +34,7 @@ class StatusRewrite:
 
 
 STATUS_REWRITES: tuple[StatusRewrite, ...] = (
-    # TorchServe 0.12 answers an unknown model or version with INTERNAL (PLATFORM-NOTES).
+    # TorchServe 0.12 answers an unknown model or version with INTERNAL (docs/platform-notes.md).
     StatusRewrite(
         "torchserve",
         grpc.StatusCode.INTERNAL,

@@ -31,7 +31,7 @@ from imgbench.stack.readiness import Probe, all_of, http_ok
 SERVING_DIR = project_root() / "services" / "serving"
 # Native TorchServe: token authorization off unless the stack option says "on" (see _torchserve).
 TORCHSERVE_TOKEN_AUTH_OPTION = "torchserve.token_auth"
-# Environment of every model server: one intra-op thread per worker/instance (PLATFORM-NOTES).
+# Environment of every model server: one intra-op thread per worker/instance (docs/platform-notes.md).
 ONE_THREAD = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",

@@ -1,6 +1,6 @@
 """The in-process reference for each server: the same runtime the server uses, called directly.
 
-Run from the matching venv (frameworks stay in separate processes, PLATFORM-NOTES):
+Run from the matching venv (frameworks stay in separate processes, docs/platform-notes.md):
 
     .venv/triton/bin/python services/serving/inprocess.py predict onnx MODEL.onnx in.npy out.npy
     .venv/torchserve/bin/python services/serving/inprocess.py predict torchscript MODEL.mar in.npy out.npy

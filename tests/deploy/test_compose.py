@@ -198,7 +198,7 @@ def _native_signature(service: str) -> tuple[str, ...]:
     if service in ("trainer-pt", "trainer-tf"):
         module = service.replace("-", "_")
         assert (ROOT / "services" / service / module / "__main__.py").is_file()
-        return ("python", "-m", module)  # `python -m trainer_pt train ...` (ARCHITECTURE.md)
+        return ("python", "-m", module)  # `python -m trainer_pt train ...` (docs/architecture.md)
     if service == "loadgen":
         from imgbench.stack.services import SERVICES
 

@@ -220,7 +220,7 @@ def test_cpu_base_requests_no_gpu(k8s_cpu: list[dict]) -> None:
 
 
 def test_overlays_only_patch_with_explicit_targets() -> None:
-    """kserve/kubeflow habit (STYLE.md): overlays add patches with a target, never
+    """kserve/kubeflow habit (docs/style.md): overlays add patches with a target, never
     patchesStrategicMerge, and pin images in the kustomization."""
     for path in K8S.rglob("kustomization.yaml"):
         spec = yaml.safe_load(path.read_text())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# gevent-safe gRPC before any channel exists (PLATFORM-NOTES: without it calls block the event loop).
+# gevent-safe gRPC before any channel exists (docs/platform-notes.md: without it calls block the event loop).
 import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()

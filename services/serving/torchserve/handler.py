@@ -1,6 +1,6 @@
 """TorchServe handler for imgbench's PyTorch models: batched TorchScript inference on NumPy tensors.
 
-Wire format (the contract with the load generator; see shared/ARCHITECTURE.md):
+Wire format (the contract with the load generator; see docs/architecture.md):
 
 - Request: the body of input key ``data`` (TorchServe's gRPC ``PredictionsRequest.input["data"]``, or
   the raw HTTP body of ``POST /predictions/<model>`` sent as ``application/octet-stream``) is a NumPy

@@ -5,7 +5,7 @@ Native Triton (nvidia-pytriton's tritonserver) has only the python backend, so e
 ``triton-python/<model>/<version>/`` by the native launcher (services/serving/triton/triton_native).
 Containers use the official image's onnxruntime backend on the same ONNX files instead.
 
-Habits (shared/STYLE.md): the config is parsed once in ``initialize``; ``execute`` concatenates the
+Habits (docs/style.md): the config is parsed once in ``initialize``; ``execute`` concatenates the
 requests of a dynamic batch into one ORT run and returns exactly one response per request, with
 errors set on that response, never raised.
 """
