@@ -49,7 +49,10 @@ def test_rendered_objects_validate_strictly(
 
 
 def test_kustomize_root_renders_the_cpu_base(k8s_cpu: list[dict]) -> None:
-    assert {doc["metadata"].get("namespace") for doc in k8s_cpu if doc["kind"] != "Namespace"} == {"imgbench"}
+    cluster_scoped = {"Namespace", "PriorityClass"}
+    assert {doc["metadata"].get("namespace") for doc in k8s_cpu if doc["kind"] not in cluster_scoped} == {
+        "imgbench"
+    }
     kinds = {doc["kind"] for doc in k8s_cpu}
     assert {"Namespace", "PersistentVolumeClaim", "Job", "Deployment", "Service", "NetworkPolicy"} <= kinds
     assert {"dataset", "trainer-pt", "trainer-tf"} <= set(_by_kind(k8s_cpu, "Job"))
@@ -194,19 +197,20 @@ def test_generated_configmaps_are_referenced_with_their_hash(k8s_cpu: list[dict]
 
 def test_gpu_overlay(k8s_gpu: list[dict]) -> None:
     pods = _pod_specs(k8s_gpu)
-    for name in ("Job/trainer-pt", "Job/trainer-tf", "Deployment/triton"):
+    for name in ("Job/trainer-pt-gpu", "Job/trainer-tf-gpu", "Deployment/triton"):
         pod = pods[name]
         assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1, name
         assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}, name
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"]), name
-    trainer_pt = pods["Job/trainer-pt"]["containers"][0]["args"]
+    trainer_pt = pods["Job/trainer-pt-gpu"]["containers"][0]["args"]
     assert "--device=cuda" in trainer_pt and "--model=resnet152" in trainer_pt
-    trainer_tf_env = {e["name"] for e in pods["Job/trainer-tf"]["containers"][0]["env"]}
+    trainer_tf_env = {e["name"] for e in pods["Job/trainer-tf-gpu"]["containers"][0]["env"]}
     assert "CUDA_VISIBLE_DEVICES" not in trainer_tf_env
     triton_args = pods["Deployment/triton"]["containers"][0]["args"]
     assert "--exit-on-error=false" not in triton_args, "TensorRT plans must load on the GPU"
     for name in ("Deployment/torchserve", "Deployment/tfserving", "Deployment/triton"):
-        waits_for = pods[name]["initContainers"][0]["env"][0]["value"]
+        env = {e["name"]: e["value"] for e in pods[name]["initContainers"][0]["env"]}
+        waits_for = env["IMGBENCH_MODELS"]
         assert "resnet152" in waits_for and "mobilenet" not in waits_for, name
     for name in ("Deployment/loadgen", "Deployment/loadgen-worker"):
         env = {e["name"]: e.get("value") for e in pods[name]["containers"][0]["env"]}
