@@ -508,3 +508,29 @@ def test_kserve_serves_each_runtime_from_the_same_repository() -> None:
         "refresh the copy: cp services/serving/torchserve/config.properties "
         "deploy/k8s/overlays/kserve/torchserve-config.properties"
     )
+
+
+def test_the_crd_checks_reject_an_unknown_field() -> None:
+    """The checks above would pass vacuously if a model or schema accepted anything."""
+    models = pytest.importorskip("kubeflow_trainer_api.models", reason="dev extra: kubeflow-trainer-api")
+    (doc,) = [d for d in rendered("kubeflow-trainer") if d["kind"] == "TrainJob"]
+    wrong = json.loads(json.dumps(doc))
+    wrong["spec"]["trainer"]["numNode"] = 2
+    assert _unknown_keys(wrong, models.TrainerV1alpha1TrainJob.from_dict(wrong).to_dict()) == [
+        ".spec.trainer.numNode"
+    ]
+    training = pytest.importorskip("kubeflow.training", reason="dev extra: kubeflow-training")
+    client = training.ApiClient()
+    (doc,) = [d for d in rendered("training-operator") if d["kind"] == "TFJob"]
+    wrong = json.loads(json.dumps(doc))
+    wrong["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["imag"] = "x"
+    model = client.deserialize(type("Response", (), {"data": json.dumps(wrong)})(), "KubeflowOrgV1TFJob")
+    assert _unknown_keys(wrong, client.sanitize_for_serialization(model)) == [
+        ".spec.tfReplicaSpecs.Worker.template.spec.containers[0].imag"
+    ]
+    validator = _crd_validator("inferenceservice.serving.kserve.io.v1beta1.json.gz")
+    wrong = json.loads(json.dumps(_by_kind(rendered("kserve"), "InferenceService")["triton"]))
+    wrong["spec"]["predictor"]["model"]["storageUrl"] = "pvc://model-repository"
+    assert [e.message for e in validator.iter_errors(wrong)] == [
+        "Additional properties are not allowed ('storageUrl' was unexpected)"
+    ]
