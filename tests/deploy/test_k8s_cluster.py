@@ -88,7 +88,7 @@ def test_every_kustomization_is_listed_here() -> None:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert "patchesStrategicMerge" not in spec and "patchesJson6902" not in spec, path
         for patch in spec.get("patches", []):
-            assert patch.get("target") and "path" in patch, f"{path}: one patch file per target (docs/style.md)"
+            assert patch.get("target") and "path" in patch, f"{path}: one patch per target (docs/style.md)"
             text = (path.parent / patch["path"]).read_text(encoding="utf-8")
             assert "op:" not in text, f"{path.parent / patch['path']}: strategic merge, not JSON patch"
 
