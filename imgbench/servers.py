@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from imgbench.paths import ModelRepository
 
@@ -41,6 +41,29 @@ class Knob:
     name: str
     default: int | float
     description: str
+
+
+@dataclass(frozen=True)
+class TimingsSource:
+    """Where the server's own view of a request's time comes from (``imgbench.server_view``).
+
+    - ``triton_statistics``: the statistics API (cumulative queue and compute times per request);
+    - ``prometheus_histogram``: a latency histogram's ``_sum``/``_count`` on the metrics endpoint;
+    - ``prometheus_gauges``: gauges of the last request's times, sampled through the window.
+    """
+
+    kind: Literal["triton_statistics", "prometheus_histogram", "prometheus_gauges"]
+    description: str
+    metric: str = ""
+    """Histogram base name (``prometheus_histogram``)."""
+    unit_ms: float = 1.0
+    """Milliseconds per unit of the metric's values."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Only series with these labels."""
+    model_label: str = ""
+    """The label naming the model; series of other models are left out."""
+    gauges: Mapping[str, str] = field(default_factory=dict)
+    """``ServerTimings`` field -> gauge name (``prometheus_gauges``)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,8 @@ class ServerSpec:
     metrics_path: str
     knobs: tuple[Knob, ...] = ()
     baseline: InProcessBaseline | None = None
+    timings: TimingsSource | None = None
+    """How the server reports its own time per request; None: it does not."""
     auth_key_file: str = ""
     """File in its native run directory holding a bearer key the load generator must send ('' if none)."""
     scrape_job: str = ""
@@ -136,6 +161,12 @@ SERVERS: dict[str, ServerSpec] = {
                 lambda repo, model, version: repo.torchserve_mar(model),
                 "TorchServe 0.12, TorchScript",
             ),
+            timings=TimingsSource(
+                "prometheus_gauges",
+                "TorchServe's QueueTime and HandlerTime gauges (last request), sampled",
+                model_label="ModelName",
+                gauges=MappingProxyType({"queue_ms": "QueueTime", "handler_ms": "HandlerTime"}),
+            ),
             auth_key_file="key_file.json",
         ),
         ServerSpec(
@@ -166,6 +197,9 @@ SERVERS: dict[str, ServerSpec] = {
                 lambda repo, model, version: repo.triton_onnx(model, version),
                 "Triton 2.51 python backend, ONNX Runtime",
             ),
+            timings=TimingsSource(
+                "triton_statistics", "Triton's statistics API (queue, compute input/infer/output)"
+            ),
         ),
         ServerSpec(
             name="tfserving",
@@ -195,6 +229,14 @@ SERVERS: dict[str, ServerSpec] = {
                 "savedmodel",
                 lambda repo, model, version: repo.tfserving_version_dir(model, version),
                 "TF Serving stand-in, SavedModel",
+            ),
+            timings=TimingsSource(
+                "prometheus_histogram",
+                "the server's request_latency histogram (Predict, in the server)",
+                metric=":tensorflow:serving:request_latency",
+                unit_ms=0.001,
+                labels=MappingProxyType({"API": "predict"}),
+                model_label="model_name",
             ),
         ),
     )

@@ -92,3 +92,18 @@ class TritonClient(InferenceClient):
             totals["inference_count"] += stats.inference_count
             totals["execution_count"] += stats.execution_count
         return totals
+
+    def inference_statistics(self, model: str) -> dict[str, float]:
+        """Cumulative successful requests and their queue/compute nanoseconds (the statistics API),
+        summed over ``model``'s versions: two snapshots give the time per request in between."""
+        answer = self._call(self._stub.ModelStatistics, service_pb2.ModelStatisticsRequest(name=model), model)
+        totals = {
+            "count": 0.0,
+            **{f"{name}_ns": 0.0 for name in ("queue", "compute_input", "compute_infer", "compute_output")},
+        }
+        for stats in answer.model_stats:
+            inference = stats.inference_stats
+            totals["count"] += inference.success.count
+            for name in ("queue", "compute_input", "compute_infer", "compute_output"):
+                totals[f"{name}_ns"] += getattr(inference, name).ns
+        return totals

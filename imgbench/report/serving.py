@@ -6,7 +6,7 @@ says so because the stand-in said so, and a run against the real server is not m
 
 from __future__ import annotations
 
-from imgbench.load_results import LoadPoint, SloSearch
+from imgbench.load_results import LoadPoint, ServerTimings, SloSearch
 from imgbench.report.inputs import ReportInputs
 from imgbench.report.markdown import num, table
 
@@ -54,6 +54,74 @@ def search_label(search: SloSearch, inputs: ReportInputs) -> str:
         if (point.backend, point.model) == (search.backend, search.model):
             return point.server.label
     return f"{search.backend} (unidentified)"
+
+
+def _compute_ms(timings: ServerTimings) -> float | None:
+    parts = [
+        timings.compute_input_ms,
+        timings.compute_infer_ms,
+        timings.compute_output_ms,
+        timings.handler_ms,
+    ]
+    known = [p for p in parts if p is not None]
+    return sum(known) if known else None
+
+
+def server_side_view(measured: list[LoadPoint]) -> list[str]:
+    """Client-side latency and the server's own breakdown in one row per point: what the server does
+    not account for (client mean minus server total) is network, protocol and client."""
+    rows = []
+    for point in measured:
+        timings = point.server_timings
+        if timings is None:
+            continue
+        outside = (
+            point.mean_ms - timings.total_ms
+            if point.mean_ms is not None and timings.total_ms is not None
+            else None
+        )
+        rows.append(
+            [
+                backend_label(point),
+                point.model,
+                point.batch_size,
+                load_label(point),
+                num(point.p50_ms, 2),
+                num(point.p99_ms, 2),
+                num(point.mean_ms, 2),
+                num(timings.queue_ms, 2),
+                num(_compute_ms(timings), 2),
+                num(timings.total_ms, 2),
+                num(outside, 2),
+                timings.source,
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "The server's own view of the same windows (ms per request; means): queue, compute (Triton: "
+        "input + infer + output; TorchServe: handler) and its total, beside the client's. `outside` is the "
+        "client's mean minus the server's total: network, protocol and client.",
+        "",
+        table(
+            [
+                "server",
+                "model",
+                "batch",
+                "load",
+                "client p50",
+                "client p99",
+                "client mean",
+                "server queue",
+                "server compute",
+                "server total",
+                "outside",
+                "source",
+            ],
+            rows,
+        ),
+    ]
 
 
 def serving_section(inputs: ReportInputs) -> str:
@@ -105,6 +173,7 @@ def serving_section(inputs: ReportInputs) -> str:
             rows,
         ),
     ]
+    parts += server_side_view(points(inputs))
     searches = [s for result in inputs.load_results for s in result.slo_search]
     if searches:
         parts += [

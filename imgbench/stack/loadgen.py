@@ -43,6 +43,10 @@ def build(ctx: StackContext) -> LaunchPlan:
     if "pushgateway" in ctx.ports:
         env["IMGBENCH_PUSHGATEWAY_URL"] = f"http://{LOOPBACK}:{ctx.ports['pushgateway']['http']}"
     spec = servers.SERVERS.get(backend)
+    if spec is not None and spec.metrics_port in ctx.ports.get(backend, {}):
+        # The server's own view of each point (loadgen/server_side.py) reads this stack's metrics port.
+        port = ctx.ports[backend][spec.metrics_port]
+        env["IMGBENCH_SERVER_METRICS_URL"] = f"http://{LOOPBACK}:{port}{spec.metrics_path}"
     key_file = ctx.run_dir / backend / spec.auth_key_file if spec and spec.auth_key_file else None
     if key_file is not None and key_file.exists():
         env[f"IMGBENCH_{backend.upper()}_KEY_FILE"] = str(key_file)

@@ -9,6 +9,7 @@ an optional fixed service time on one serial worker, so it can be made deliberat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 import time
@@ -47,12 +48,28 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.service_time = service_time
         self.serial = threading.Lock()  # one request at a time: a queue builds when load > capacity
         self.count = 0
+        self.queue_ns = 0
+        self.infer_ns = 0
+        self.stats_lock = threading.Lock()
 
     def ServerLive(self, request, context):
         return service_pb2.ServerLiveResponse(live=True)
 
     def ServerReady(self, request, context):
         return service_pb2.ServerReadyResponse(ready=True)
+
+    def ModelStatistics(self, request, context):
+        """The statistics API's per-request queue and compute times, as Triton reports them."""
+        self._check_model(request.name, context)
+        answer = service_pb2.ModelStatisticsResponse()
+        stats = answer.model_stats.add(name=self.manifest.model, version="1", inference_count=self.count)
+        with self.stats_lock:
+            stats.inference_stats.success.count = self.count
+            stats.inference_stats.queue.count = self.count
+            stats.inference_stats.queue.ns = self.queue_ns
+            stats.inference_stats.compute_infer.count = self.count
+            stats.inference_stats.compute_infer.ns = self.infer_ns
+        return answer
 
     def ServerMetadata(self, request, context):
         return service_pb2.ServerMetadataResponse(name="fake_triton", version="0.0-test")
@@ -79,14 +96,20 @@ class Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     def ModelInfer(self, request, context):
         self._check_model(request.model_name, context)
+        arrived = time.perf_counter_ns()
         shape = list(request.inputs[0].shape)
         batch = np.frombuffer(request.raw_input_contents[0], dtype=np.float32).reshape(shape)
         flat = batch.reshape(shape[0], -1)
-        logits = -((flat[:, None, :] - self.means[None, :, :]) ** 2).sum(axis=2)
-        if self.service_time:
-            with self.serial:
+        with self.serial if self.service_time else contextlib.nullcontext():
+            started = time.perf_counter_ns()
+            logits = -((flat[:, None, :] - self.means[None, :, :]) ** 2).sum(axis=2)
+            if self.service_time:
                 time.sleep(self.service_time)
-        self.count += 1
+            done = time.perf_counter_ns()
+        with self.stats_lock:
+            self.count += 1
+            self.queue_ns += started - arrived
+            self.infer_ns += done - started
         response = service_pb2.ModelInferResponse(model_name=self.manifest.model, model_version="1")
         response.outputs.add(name=self.manifest.logits_name, datatype="FP32", shape=list(logits.shape))
         response.raw_output_contents.append(logits.astype(np.float32).tobytes())

@@ -42,6 +42,10 @@ def test_closed_loop_run_reports_percentiles_and_checks_every_answer(
     # The file is a typed load result, and names the server as the server identified itself.
     result = load_load_result(tmp_path / "results" / "run.json")
     assert result.schema_version == 1 and result.points[0].n == row["n"]
+    # The server's own view of the same window (the statistics API), inside the client's latency.
+    timings = row["server_timings"]
+    assert timings["source"] == "triton statistics API" and timings["requests"] >= row["n"] * 0.8, timings
+    assert 0 <= timings["total_ms"] <= row["mean_ms"], (timings, row["mean_ms"])
     assert row["server"] == {
         "backend": "triton",
         "implementation": "fake_triton",

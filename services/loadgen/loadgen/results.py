@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import socket
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import psutil
 
 from imgbench.atomic import atomic_write_text
-from imgbench.load_results import LoadPoint, LoadResult, ServerIdentity, write_load_result
+from imgbench.load_results import LoadPoint, LoadResult, ServerIdentity, ServerTimings, write_load_result
 from loadgen.plan import LoadPlan
 from loadgen.recorder import Recorder, Tally
 
@@ -131,7 +132,9 @@ def build(
     elapsed_s: float,
     preflight: dict[str, Any],
     stop_reason: str,
+    server_timings: Mapping[int, ServerTimings] | None = None,
 ) -> LoadResult:
+    """``server_timings``: the server's own view of each step (by index), where it could be read."""
     hw = hardware()
     server = server_identity(config, preflight)
     points = []
@@ -151,6 +154,7 @@ def build(
             "users": step.users,
             "target_rate": step.rate,
             "deployment": deployment(),
+            "server_timings": (server_timings or {}).get(step.index),
             **summarize(tally, window),
             "slo_ms": round(config["slo"] * 1000, 3),
         }

@@ -28,6 +28,7 @@ from loadgen.options import LoadOptions
 from loadgen.plan import LoadPlan
 from loadgen.preflight import Prepared, prepare
 from loadgen.recorder import Recorder
+from loadgen.server_side import ServerSideWatch
 
 log = logging.getLogger(__name__)
 REPORT_KEY = "imgbench"
@@ -59,6 +60,7 @@ class LoadSession:
         self.configuring = gevent.lock.Semaphore()
         self.workers_prepared: dict[str, dict[str, Any]] = {}
         self.master_started_wall: float | None = None
+        self.server_side: ServerSideWatch | None = None
 
     @property
     def is_master(self) -> bool:
@@ -112,6 +114,11 @@ class LoadSession:
         self.started = at
         self.issued, self.ended_at, self.results_written = 0, None, False
         self.stop_reason = "plan completed"
+        if not self.is_worker:  # one view of the server per run, from the process that writes results
+            if self.server_side is not None:
+                self.server_side.stop()
+            self.server_side = ServerSideWatch(self.options, self.plan)
+            self.server_side.start(at)
 
     def elapsed(self, at: float | None = None) -> float:
         return (time.perf_counter() if at is None else at) - self.started
@@ -163,6 +170,7 @@ class LoadSession:
             elapsed_s=elapsed,
             preflight=self.prepared.facts,
             stop_reason=self.stop_reason,
+            server_timings=self.server_side.stop() if self.server_side else None,
         )
         json_path, csv_path = results.write(data, self.options.results_dir)
         for row in data.points:
