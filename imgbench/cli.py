@@ -230,6 +230,72 @@ def load_sweep(ctx: typer.Context) -> None:
     _loadgen("loadgen.sweep", ctx.args)
 
 
+# -- tune ------------------------------------------------------------------------------------------
+def _knob_values(specs: list[str]) -> dict[str, list[int | float]] | None:
+    """--knob NAME=V1,V2,... (repeatable) -> {NAME: [V1, V2, ...]}."""
+    space: dict[str, list[int | float]] = {}
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        try:
+            space[name.strip()] = [float(v) if "." in v else int(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ImgbenchError(f"--knob must be NAME=V1,V2,... with numbers, got {spec!r}") from None
+        if not name.strip() or not space[name.strip()]:
+            raise ImgbenchError(f"--knob must be NAME=V1,V2,..., got {spec!r}")
+    return space or None
+
+
+@app.command("tune")
+def tune(
+    server: Annotated[str, typer.Option(help="Server to tune (a name of imgbench.servers).")],
+    model: Annotated[str, typer.Option(help="Model it serves, e.g. pt_mobilenet_v3_small.")],
+    model_repository: Annotated[Path, typer.Option(help="Model repository with that model.")],
+    run_dir: Annotated[Path, typer.Option(help="Probe folders and results.")] = Path("runs/tune"),
+    slo_ms: Annotated[float, typer.Option(help="p99 objective in ms.")] = 100.0,
+    budget_s: Annotated[float, typer.Option(help="No probe starts after this many seconds.")] = 300.0,
+    strategy: Annotated[str, typer.Option(help="hill-climb or grid.")] = "hill-climb",
+    knob: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=V1,V2,... values to try (repeatable; default: the registry's)."),
+    ] = None,
+    users: Annotated[int, typer.Option(help="Closed-loop users per probe.")] = 4,
+    seconds: Annotated[float, typer.Option(help="Measured seconds per probe.")] = 10.0,
+) -> None:
+    """Search a server's knobs under a p99 SLO, one fresh server and load point per probe; write the
+    results (a load result file) and the best configuration as ready config files."""
+    from imgbench.tune.runner import TuneSettings, run_tune
+
+    if strategy not in ("hill-climb", "grid"):
+        raise ImgbenchError(f"--strategy must be hill-climb or grid, got {strategy!r}")
+    settings = TuneSettings(
+        server=server,
+        model=model,
+        model_repository=model_repository,
+        run_dir=run_dir,
+        slo_ms=slo_ms,
+        budget_s=budget_s,
+        strategy=strategy,  # type: ignore[arg-type]
+        space=_knob_values(knob or []),
+        users=users,
+        seconds=seconds,
+    )
+    path, result = run_tune(settings)
+    table = Table(title=f"tune {server} {model} (p99 ≤ {slo_ms:g} ms)")
+    for column in ("config", "images/s", "p99 ms", "passed", "rejected"):
+        table.add_column(column)
+    for probe in result.probes:
+        table.add_row(
+            str(probe.config),
+            f"{probe.images_per_second:.1f}" if probe.images_per_second is not None else "–",
+            f"{probe.p99_ms:.2f}" if probe.p99_ms is not None else "–",
+            "yes" if probe.passed else "no",
+            probe.rejected[:60],
+        )
+    console.print(table)
+    console.print(result.verdict)
+    console.print(f"results: {path}")
+
+
 # -- demo ------------------------------------------------------------------------------------------
 @app.command("demo")
 def demo(

@@ -157,14 +157,44 @@ class SloSearch(_Strict):
     server_config: dict[str, ConfigValue] | None = None
 
 
+class TuneProbe(_Strict):
+    """One configuration ``imgbench tune`` tried."""
+
+    config: dict[str, ConfigValue]
+    images_per_second: float | None = None
+    p99_ms: float | None = None
+    errors: int = 0
+    passed: bool = False
+    rejected: str = Field(default="", description="Why the server refused this configuration ('' if it ran).")
+
+
+class TuneSummary(_Strict):
+    """A configuration search for one server and model under a p99 SLO."""
+
+    backend: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    strategy: Literal["hill-climb", "grid"]
+    slo_ms: float = Field(gt=0)
+    budget_s: float = Field(gt=0)
+    elapsed_s: float = Field(ge=0)
+    default: TuneProbe | None = None
+    best: TuneProbe | None = None
+    probes: list[TuneProbe] = Field(default_factory=list)
+    verdict: str = Field(description="What the search found, in one sentence.")
+    best_config_files: list[str] = Field(
+        default_factory=list, description="Ready configs written for the best."
+    )
+
+
 class LoadResult(_Strict):
     """One file of load results."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    kind: Literal["run", "slo_search"] = "run"
+    kind: Literal["run", "slo_search", "tune"] = "run"
     run_id: str = Field(min_length=1)
     points: list[LoadPoint] = Field(default_factory=list)
     slo_search: list[SloSearch] = Field(default_factory=list)
+    tune: TuneSummary | None = None
     failures: list[str] = Field(default_factory=list, description="Problems of the run, said in the report.")
     stop_reason: str = ""
     elapsed_s: float | None = None

@@ -41,6 +41,8 @@ class Knob:
     name: str
     default: int | float
     description: str
+    candidates: tuple[int | float, ...] = ()
+    """Values ``imgbench tune`` tries unless told others (the default among them)."""
 
 
 @dataclass(frozen=True)
@@ -151,10 +153,10 @@ SERVERS: dict[str, ServerSpec] = {
             metrics_port="metrics",
             metrics_path="/metrics",
             knobs=(
-                Knob("batch_size", 8, "batchSize of the model's archive config"),
-                Knob("max_batch_delay_ms", 5, "maxBatchDelay, ms"),
-                Knob("workers", 1, "default_workers_per_model"),
-                Knob("torch_threads", 1, "intra-op threads per worker (OMP_NUM_THREADS)"),
+                Knob("batch_size", 8, "batchSize of the model's archive config", (1, 2, 4, 8, 16)),
+                Knob("max_batch_delay_ms", 5, "maxBatchDelay, ms", (0, 1, 2, 5, 10)),
+                Knob("workers", 1, "default_workers_per_model", (1, 2)),
+                Knob("torch_threads", 1, "intra-op threads per worker (OMP_NUM_THREADS)", (1, 2)),
             ),
             baseline=InProcessBaseline(
                 "torchscript",
@@ -186,11 +188,21 @@ SERVERS: dict[str, ServerSpec] = {
             metrics_port="metrics",
             metrics_path="/metrics",
             knobs=(
-                Knob("max_batch_size", 32, "config.pbtxt max_batch_size"),
-                Knob("preferred_batch_size", 8, "largest dynamic_batching preferred_batch_size"),
-                Knob("max_queue_delay_us", 2000, "dynamic_batching max_queue_delay_microseconds"),
-                Knob("instance_count", 1, "instance_group count"),
-                Knob("ort_threads", 1, "ONNX Runtime intra-op threads per instance"),
+                Knob("max_batch_size", 32, "config.pbtxt max_batch_size", (1, 4, 8, 16, 32)),
+                Knob(
+                    "preferred_batch_size",
+                    8,
+                    "largest dynamic_batching preferred_batch_size",
+                    (1, 2, 4, 8, 16),
+                ),
+                Knob(
+                    "max_queue_delay_us",
+                    2000,
+                    "dynamic_batching max_queue_delay_microseconds",
+                    (0, 500, 1000, 2000, 5000),
+                ),
+                Knob("instance_count", 1, "instance_group count", (1, 2)),
+                Knob("ort_threads", 1, "ONNX Runtime intra-op threads per instance", (1, 2)),
             ),
             baseline=InProcessBaseline(
                 "onnx",
@@ -219,11 +231,16 @@ SERVERS: dict[str, ServerSpec] = {
             metrics_port="rest",
             metrics_path="/monitoring/prometheus/metrics",
             knobs=(
-                Knob("max_batch_size", 32, "batching parameters max_batch_size"),
-                Knob("batch_timeout_micros", 2000, "batching parameters batch_timeout_micros"),
-                Knob("num_batch_threads", 1, "batching parameters num_batch_threads"),
-                Knob("intra_op_threads", 1, "tensorflow_intra_op_parallelism"),
-                Knob("inter_op_threads", 1, "tensorflow_inter_op_parallelism"),
+                Knob("max_batch_size", 32, "batching parameters max_batch_size", (1, 4, 8, 16, 32)),
+                Knob(
+                    "batch_timeout_micros",
+                    2000,
+                    "batching parameters batch_timeout_micros",
+                    (0, 500, 1000, 2000, 5000),
+                ),
+                Knob("num_batch_threads", 1, "batching parameters num_batch_threads", (1, 2)),
+                Knob("intra_op_threads", 1, "tensorflow_intra_op_parallelism", (1, 2)),
+                Knob("inter_op_threads", 1, "tensorflow_inter_op_parallelism", (1, 2)),
             ),
             baseline=InProcessBaseline(
                 "savedmodel",

@@ -15,6 +15,7 @@ from imgbench.report.inputs import ReportInputs, read_inputs
 from imgbench.report.serving import serving_section
 from imgbench.report.summary import summary_section
 from imgbench.report.training import training_section
+from imgbench.report.tuning import tuning_section
 
 REPORT_NAME = "report.md"
 
@@ -31,6 +32,7 @@ def render(inputs: ReportInputs, prices_path: Path | None, figures: list[Path], 
         training_section(inputs),
         exports_section(inputs),
         serving_section(inputs),
+        tuning_section(inputs),
         cost_section(inputs, load_prices(prices_path)),
         environment_section(inputs),
     ]
@@ -52,6 +54,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, prices_path: Path |
         *plots.training_curves(inputs, out_dir),
         *plots.latency_percentiles(inputs, out_dir),
         *plots.throughput_vs_load(inputs, out_dir),
+        *plots.tuning_pareto(inputs, out_dir),
     ]
     path = out_dir / REPORT_NAME
     atomic_write_text(path, render(inputs, prices_path, figures, out_dir))

@@ -99,3 +99,30 @@ def throughput_vs_load(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     ax.legend(fontsize="small")
     path = _save(fig, out_dir / "throughput_vs_concurrency.png")
     return [path]
+
+
+def tuning_pareto(inputs: ReportInputs, out_dir: Path) -> list[Path]:
+    """Throughput against p99 of every tuning probe, the Pareto front drawn, the SLO as a line."""
+    found = [result.tune for result in inputs.load_results if result.tune is not None]
+    if not found:
+        return []
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for search in found:
+        measured = [p for p in search.probes if p.p99_ms is not None and p.images_per_second is not None]
+        if not measured:
+            continue
+        label = f"{search.backend} {search.model}"
+        ax.scatter(
+            [p.p99_ms for p in measured], [p.images_per_second for p in measured], label=label, alpha=0.6
+        )
+        front, best = [], -1.0
+        for probe in sorted(measured, key=lambda p: p.p99_ms or 0.0):
+            if (probe.images_per_second or 0.0) > best:
+                best = probe.images_per_second or 0.0
+                front.append(probe)
+        ax.plot([p.p99_ms for p in front], [p.images_per_second for p in front], drawstyle="steps-post")
+        ax.axvline(search.slo_ms, linestyle="--", linewidth=0.8, color="grey")
+    ax.set(xlabel="p99 latency (ms)", ylabel="images/s", title="Tuning: throughput against p99 (SLO dashed)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return [_save(fig, out_dir / "tuning_pareto.png")]
