@@ -65,12 +65,22 @@ def data_digits(
         float, typer.Option(help="Share of each class kept for val (default 0.2).")
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Split seed (default 0).")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace an existing non-empty folder.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing non-empty folder (= --if-exists overwrite).")
+    ] = False,
+    if_exists: Annotated[
+        str,
+        typer.Option(
+            help="An existing non-empty folder: error, skip (if it holds this same dataset), overwrite."
+        ),
+    ] = "error",
 ) -> None:
     """scikit-learn's bundled handwritten digits (1,797 images, 10 classes) as ImageFolder."""
     from imgbench.data.digits import write_digits
 
-    root = write_digits(out, size=size, val_fraction=val_fraction, seed=seed, force=force)
+    root = write_digits(
+        out, size=size, val_fraction=val_fraction, seed=seed, force=force, if_exists=if_exists
+    )
     _print_counts(root)
 
 
@@ -84,12 +94,22 @@ def data_synthetic(
         float, typer.Option(help="Share of each class kept for val (default 0.2).")
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed (default 0).")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace an existing non-empty folder.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing non-empty folder (= --if-exists overwrite).")
+    ] = False,
+    if_exists: Annotated[
+        str,
+        typer.Option(
+            help="An existing non-empty folder: error, skip (if it holds this same dataset), overwrite."
+        ),
+    ] = "error",
 ) -> None:
     """A learnable synthetic dataset of any shape and class count."""
     from imgbench.data.synthetic import write_synthetic
 
-    root = write_synthetic(out, classes, size, per_class, val_fraction=val_fraction, seed=seed, force=force)
+    root = write_synthetic(
+        out, classes, size, per_class, val_fraction=val_fraction, seed=seed, force=force, if_exists=if_exists
+    )
     _print_counts(root)
 
 

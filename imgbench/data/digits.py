@@ -21,7 +21,12 @@ def _to_rgb(pixels_0_16: np.ndarray, size: int) -> np.ndarray:
 
 
 def write_digits(
-    out: Path, size: int = 64, val_fraction: float = 0.2, seed: int = 0, force: bool = False
+    out: Path,
+    size: int = 64,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    force: bool = False,
+    if_exists: str = "error",
 ) -> Path:
     """Write the digits dataset under ``out/train`` and ``out/val``, stratified by class.
 
@@ -51,4 +56,4 @@ def write_digits(
         "seed": seed,
         "classes": [str(c) for c in range(10)],
     }
-    return write_imagefolder(out, images(), info, force)
+    return write_imagefolder(out, images(), info, force, if_exists)

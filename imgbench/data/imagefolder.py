@@ -33,13 +33,34 @@ class LabelledImage:
     pixels: np.ndarray  # H×W×3 uint8
 
 
+IF_EXISTS = ("error", "skip", "overwrite")
+
+
 def write_imagefolder(
-    out: Path, images: Iterable[LabelledImage], info: dict[str, object], force: bool
+    out: Path,
+    images: Iterable[LabelledImage],
+    info: dict[str, object],
+    force: bool = False,
+    if_exists: str = "error",
 ) -> Path:
-    """Write ``images`` under ``out`` plus ``dataset.json``; refuse to overwrite unless ``force``."""
+    """Write ``images`` under ``out`` plus ``dataset.json``. An existing non-empty ``out``: ``if_exists``
+    "error" refuses, "overwrite" (or ``force``) replaces it, "skip" keeps it when its ``dataset.json``
+    records the same parameters (a second ``docker compose up`` must not rewrite the dataset) and
+    refuses, naming the differences, when it does not."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise DatasetError(f"{out} already exists and is not empty; pass --force to replace it")
+    if if_exists not in IF_EXISTS:
+        raise DatasetError(f"--if-exists must be one of {', '.join(IF_EXISTS)}, got {if_exists!r}")
+    if force:
+        if_exists = "overwrite"
+    if out.exists() and any(out.iterdir()):
+        if if_exists == "skip":
+            _check_same_dataset(out, info)
+            return out
+        if if_exists == "error":
+            raise DatasetError(
+                f"{out} already exists and is not empty; pass --if-exists overwrite (or --force) to replace "
+                "it, or --if-exists skip to keep it"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -62,6 +83,18 @@ def write_imagefolder(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _check_same_dataset(out: Path, info: dict[str, object]) -> None:
+    existing = read_dataset_info(out)
+    if not existing:
+        raise DatasetError(
+            f"{out} exists but has no {DATASET_INFO_FILE}: not a tree imgbench wrote, not skipped"
+        )
+    different = sorted(key for key, value in info.items() if existing.get(key) != value)
+    if different:
+        found = ", ".join(f"{key}={existing.get(key)!r} (asked {info[key]!r})" for key in different)
+        raise DatasetError(f"{out} holds another dataset: {found}; pass --if-exists overwrite to replace it")
 
 
 def read_dataset_info(root: Path) -> dict[str, object]:

@@ -34,6 +34,7 @@ def write_synthetic(
     val_fraction: float = 0.2,
     seed: int = 0,
     force: bool = False,
+    if_exists: str = "error",
 ) -> Path:
     """Write ``per_class`` images of each of ``classes`` classes, split ``val_fraction`` to val."""
     if classes < 2:
@@ -70,4 +71,4 @@ def write_synthetic(
         "seed": seed,
         "classes": [f"class_{c:0{width}d}" for c in range(classes)],
     }
-    return write_imagefolder(out, images(), info, force)
+    return write_imagefolder(out, images(), info, force, if_exists)

@@ -65,6 +65,26 @@ def test_digits_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert (out / "precious.txt").read_text() == "keep me"
 
 
+def test_if_exists_skip_keeps_the_same_dataset_and_refuses_another(tmp_path: Path) -> None:
+    """A second `docker compose up` passes --if-exists skip: the dataset is kept as it is, unless it was
+    written with other parameters, which is named rather than silently trained on."""
+    out = write_digits(tmp_path / "digits", size=8)
+    marker = next((out / "train").rglob("*.png"))
+    before = marker.stat().st_mtime_ns
+    assert write_digits(out, size=8, if_exists="skip") == out
+    assert marker.stat().st_mtime_ns == before  # not rewritten
+    with pytest.raises(DatasetError, match=r"image_size=8 \(asked 16\).*--if-exists overwrite"):
+        write_digits(out, size=16, if_exists="skip")
+    write_digits(out, size=16, if_exists="overwrite")
+    assert json.loads((out / "dataset.json").read_text())["image_size"] == 16
+    with pytest.raises(DatasetError, match="--if-exists must be one of"):
+        write_digits(out, size=16, if_exists="sometimes")
+    result = CliRunner().invoke(
+        app, ["data", "digits", "--out", str(out), "--size", "16", "--if-exists", "skip"]
+    )
+    assert result.exit_code == 0, result.output
+
+
 def test_stratified_split_rejects_bad_fraction() -> None:
     with pytest.raises(DatasetError, match="val-fraction"):
         stratified_split(np.array([0, 1, 0, 1]), 1.5, seed=0)
