@@ -47,6 +47,9 @@ class ChannelSettings:
 
 ManifestSource = ModelRepository | Path | Mapping[str, Manifest]
 
+# A server that rejects a key (expired, renewed) answers one of these; TorchServe says PERMISSION_DENIED.
+AUTHORIZATION_CODES = frozenset({grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED})
+
 
 class InferenceClient(ABC):
     """One model server over gRPC.
@@ -65,13 +68,20 @@ class InferenceClient(ABC):
         *,
         settings: ChannelSettings | None = None,
         call_metadata: Sequence[tuple[str, str]] = (),
+        credentials: Callable[[], str] | None = None,
         validate: bool = True,
     ) -> None:
-        """``validate=False`` sends whatever it is given (the bad-input tests need that)."""
+        """``validate=False`` sends whatever it is given (the bad-input tests need that).
+        ``credentials`` returns the current bearer key (e.g. re-read from TorchServe's key file): it is
+        sent with every call, and asked again once when the server rejects a call's authorization, so a
+        key the server renewed is picked up without losing the request."""
         self.target = target
         self.settings = settings or ChannelSettings()
         self.validate = validate
-        self._call_metadata = tuple(call_metadata)
+        self._base_metadata = tuple(call_metadata)
+        self._credentials = credentials
+        self._bearer = credentials() if credentials else ""
+        self._call_metadata = self._metadata_with(self._bearer)
         self._manifests = self._manifest_loader(manifests)
         self._cache: dict[str, Manifest] = {}
         self.channel = grpc.insecure_channel(target, options=self.settings.options())
@@ -152,14 +162,33 @@ class InferenceClient(ABC):
     def with_payload(self, request: Any, payload: bytes) -> Any:
         """``request`` with its tensor bytes replaced (truncated/oversized payload tests)."""
 
+    def _metadata_with(self, bearer: str) -> tuple[tuple[str, str], ...]:
+        return (
+            (*self._base_metadata, ("authorization", f"Bearer {bearer}")) if bearer else self._base_metadata
+        )
+
+    def _renewed_credentials(self) -> bool:
+        """Ask ``credentials`` again; True when the key changed (the call is then worth retrying)."""
+        if self._credentials is None:
+            return False
+        bearer = self._credentials()
+        if not bearer or bearer == self._bearer:
+            return False
+        self._bearer, self._call_metadata = bearer, self._metadata_with(bearer)
+        return True
+
     def _call(
         self, method: Callable[..., Any], request: Any, model: str, deadline_s: float | None = None
     ) -> Any:
+        timeout = deadline_s or self.settings.deadline_s
         try:
-            return method(
-                request, timeout=deadline_s or self.settings.deadline_s, metadata=self._call_metadata
-            )
+            return method(request, timeout=timeout, metadata=self._call_metadata)
         except grpc.RpcError as error:
+            if error.code() in AUTHORIZATION_CODES and self._renewed_credentials():
+                try:
+                    return method(request, timeout=timeout, metadata=self._call_metadata)
+                except grpc.RpcError as retried:
+                    raise from_rpc_error(self.backend, model, retried) from None
             raise from_rpc_error(self.backend, model, error) from None
 
     def _probe(self, method: Callable[..., Any], request: Any) -> Any | None:

@@ -16,6 +16,6 @@ def stub_module(name: str) -> ModuleType:
         return importlib.import_module(f"{GENERATED_PACKAGE}.{name}")
     except ModuleNotFoundError as exc:
         raise ImportError(
-            f"generated gRPC stub {name!r} is missing ({exc}); run `scripts/setup.sh core` to generate "
-            "imgbench/clients/_generated/"
+            f"generated gRPC stub {name!r} is missing ({exc}); natively, `scripts/setup.sh core` generates "
+            "imgbench/clients/_generated/ (images generate it in their build: services/loadgen/Dockerfile)"
         ) from None

@@ -191,4 +191,12 @@ def test_options_name_the_offending_value(tmp_path: Path) -> None:
     options = LoadOptions.from_parsed(
         parse("--backend", "torchserve", "--torchserve-key-file", str(key_file))
     )
-    assert options.auth_token == "abc" and options.describe()["auth_token"] == "***"
+    # The key is re-read from the file (TorchServe renews it), not copied once.
+    assert options.auth_key_file == str(key_file) and options.auth_token == ""
+    from loadgen.options import torchserve_token
+
+    assert torchserve_token(options.auth_key_file) == "abc"
+    with pytest.raises(ImgbenchError, match="cannot read TorchServe's inference key"):
+        LoadOptions.from_parsed(
+            parse("--backend", "torchserve", "--torchserve-key-file", str(tmp_path / "missing.json"))
+        )

@@ -66,6 +66,35 @@ def test_rpc_error_becomes_one_exception_with_code_and_server_message() -> None:
     assert str(error) == "torchserve model 'pt_x': NOT_FOUND: Model not found: pt_x"
 
 
+def test_a_renewed_key_is_picked_up_once_and_the_call_retried() -> None:
+    """TorchServe renews its keys (keyguard.py): a call rejected for its old key is sent again with the
+    key the credentials now give; a rejection with an unchanged key is the caller's error, sent once."""
+    keys = iter(["old", "new", "new"])
+    client = client_class("triton")("127.0.0.1:1", {}, credentials=lambda: next(keys))
+    sent: list[tuple] = []
+
+    def method(request: object, timeout: float, metadata: tuple) -> str:
+        sent.append(metadata)
+        if ("authorization", "Bearer new") not in metadata:
+            raise FakeRpcError(CODE.PERMISSION_DENIED, "Token Authorization failed")
+        return "answer"
+
+    try:
+        assert client._call(method, "request", "pt_x") == "answer"
+        assert sent == [(("authorization", "Bearer old"),), (("authorization", "Bearer new"),)]
+        sent.clear()
+
+        def denied(request: object, timeout: float, metadata: tuple) -> str:
+            sent.append(metadata)
+            raise FakeRpcError(CODE.PERMISSION_DENIED, "Token Authorization failed")
+
+        with pytest.raises(InferenceError) as raised:
+            client._call(denied, "request", "pt_x")
+        assert raised.value.code == CODE.PERMISSION_DENIED and len(sent) == 1
+    finally:
+        client.close()
+
+
 def test_batch_problems_name_the_offending_value() -> None:
     manifest = make_manifest("pytorch")
     good = np.zeros((2, 3, 32, 32), np.float32)
@@ -126,6 +155,8 @@ def test_torchserve_config_overrides_keys_and_keeps_comments() -> None:
 
 def test_torchserve_container_config_uses_the_standard_ports() -> None:
     config = (project_root() / "services" / "serving" / "torchserve" / "config.properties").read_text()
+    # Keys outlive a run; keyguard.py renews them at half their lifetime.
+    assert "token_expiration_min=1440" in config
     for key, port in [("grpc_inference_port", 7070), ("grpc_management_port", 7071)]:
         assert f"{key}={port}" in config
     for port in (8080, 8081, 8082):

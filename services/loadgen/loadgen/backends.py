@@ -70,13 +70,17 @@ def channel_settings(deadline_s: float) -> Any:
     return LoadChannelSettings(deadline_s=deadline_s)
 
 
-def make_client(backend: str, target: str, model_repository: Any, deadline_s: float, token: str = "") -> Any:
-    """An ``imgbench.clients`` client for ``backend`` (one channel)."""
+def make_client(
+    backend: str, target: str, model_repository: Any, deadline_s: float, token: str = "", key_file: str = ""
+) -> Any:
+    """An ``imgbench.clients`` client for ``backend`` (one channel). ``token`` is a fixed bearer key;
+    ``key_file`` a TorchServe key file whose current inference key is sent (and re-read when renewed)."""
     from imgbench.clients import make_client as make_protocol_client
+    from loadgen.options import torchserve_token
 
-    metadata = [("authorization", f"Bearer {token}")] if token else []
+    credentials = (lambda: torchserve_token(key_file)) if key_file else ((lambda: token) if token else None)
     return make_protocol_client(
-        backend, target, model_repository, settings=channel_settings(deadline_s), call_metadata=metadata
+        backend, target, model_repository, settings=channel_settings(deadline_s), credentials=credentials
     )
 
 

@@ -159,13 +159,20 @@ def _numbers(text: str, kind: type, flag: str) -> list[Any]:
         raise ImgbenchError(f"{flag} must be comma-separated numbers, got {text!r}") from None
 
 
-def _torchserve_token(backend: str, key_file: str) -> str:
-    if backend != "torchserve" or not key_file:
-        return ""
+def torchserve_token(key_file: str) -> str:
+    """TorchServe's current inference key from its ``key_file.json``."""
     try:
         return str(json.loads(Path(key_file).read_text(encoding="utf-8"))["inference"]["key"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ImgbenchError(f"cannot read TorchServe's inference key from {key_file}: {exc}") from None
+
+
+def _key_file(parsed: argparse.Namespace) -> str:
+    """The key file the token is (re-)read from: TorchServe's, unless a fixed --auth-token was given."""
+    if parsed.backend != "torchserve" or parsed.auth_token or not parsed.torchserve_key_file:
+        return ""
+    torchserve_token(parsed.torchserve_key_file)  # unreadable: say so before the load starts
+    return str(parsed.torchserve_key_file)
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,8 @@ class LoadOptions:
     images: int
     keep_misclassified: bool
     auth_token: str
+    auth_key_file: str
+    """TorchServe's key file: its inference key is re-read when the server renews it (keyguard.py)."""
     mode: Mode
     users_steps: tuple[int, ...]
     rate_steps: tuple[float, ...]
@@ -229,7 +238,8 @@ class LoadOptions:
             dataset=Path(parsed.dataset) if parsed.dataset else None,
             images=parsed.images,
             keep_misclassified=parsed.keep_misclassified,
-            auth_token=parsed.auth_token or _torchserve_token(backend, parsed.torchserve_key_file),
+            auth_token=parsed.auth_token,
+            auth_key_file=_key_file(parsed),
             mode=parsed.mode,
             users_steps=tuple(users),
             rate_steps=tuple(rates),

@@ -46,7 +46,9 @@ class Prepared:
         if o.backend == "health":
             return HealthSender(o.target, o.deadline)
         assert self.pool is not None
-        client = make_client(o.backend, o.target, o.model_repository, o.deadline, o.auth_token)
+        client = make_client(
+            o.backend, o.target, o.model_repository, o.deadline, o.auth_token, o.auth_key_file
+        )
         count = max(1, min(MAX_PREPARED_REQUESTS, len(self.pool) // o.batch_size))
         return InferenceSender(client, o.model, self.pool.batches(o.batch_size, count))
 
@@ -71,7 +73,12 @@ def prepare(options: LoadOptions, calibrate: bool = True) -> Prepared:
     prepared = Prepared(options, manifest)
     pool = load_pool(manifest, options.dataset, options.images, options.seed) if calibrate else None
     client = make_client(
-        options.backend, options.target, options.model_repository, options.deadline, options.auth_token
+        options.backend,
+        options.target,
+        options.model_repository,
+        options.deadline,
+        options.auth_token,
+        options.auth_key_file,
     )
     try:
         if not _wait(client.ready, options.preflight_timeout):
