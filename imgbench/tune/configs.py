@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from imgbench import servers
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import ImgbenchError
 from imgbench.load_results import ConfigValue
@@ -106,7 +107,9 @@ def torchserve_model_config(config: Mapping[str, ConfigValue]) -> str:
 def write_ready_configs(
     server: str, model: str, config: Mapping[str, ConfigValue], out_dir: Path, triton_source: str = ""
 ) -> list[Path]:
-    """The best configuration as the files ``server`` reads, under ``out_dir``."""
+    """The best configuration as the files ``server`` reads, under ``out_dir``; knobs ``config`` does not
+    name keep their registry default."""
+    config = {**{knob.name: knob.default for knob in servers.get_server(server).knobs}, **config}
     if server == "triton":
         if not triton_source:
             raise ImgbenchError("writing a Triton config needs the model's current config.pbtxt")

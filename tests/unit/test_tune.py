@@ -128,6 +128,10 @@ def test_configs_are_the_files_each_server_reads(tmp_path: Path) -> None:
         tmp_path,
     )
     assert "batchSize: 4" in files[0].read_text() and "minWorkers: 2" in files[0].read_text()
+    # Knobs the search did not vary keep their registry defaults in the ready files.
+    batching_file, flags_file = write_ready_configs("tfserving", "tf_x", {"max_batch_size": 8}, tmp_path)
+    assert "max_batch_size { value: 8 }" in batching_file.read_text()
+    assert "--tensorflow_intra_op_parallelism=1" in flags_file.read_text()
 
 
 def test_a_probe_repository_holds_the_model_with_the_configuration(tmp_path: Path) -> None:

@@ -1,0 +1,45 @@
+"""`imgbench tune` against a real native server: the TF Serving stand-in on the digits model the
+session trained, a tiny budget and two batch sizes; the best is at least as good as the default, the
+results are a load result, and the best configuration is written as a ready batching file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgbench.load_results import load_load_result
+from imgbench.paths import venv_bin
+from imgbench.tune.runner import TuneSettings, run_tune
+
+pytestmark = pytest.mark.integration
+
+
+def test_tune_the_stand_in_with_a_tiny_budget(trained, tmp_path: Path) -> None:
+    for venv in ("tfserving", "loadgen"):
+        if not (venv_bin(venv) / "python").exists():
+            pytest.skip(f"the {venv} venv is missing; run `scripts/setup.sh {venv}`")
+    settings = TuneSettings(
+        server="tfserving",
+        model=trained.models["tf"],
+        model_repository=trained.repository,
+        run_dir=tmp_path / "tune",
+        slo_ms=2000.0,
+        budget_s=240.0,
+        strategy="grid",
+        space={"max_batch_size": [1, 8]},
+        users=4,
+        seconds=3.0,
+        warmup_s=1.0,
+        dataset=trained.dataset,
+    )
+    path, result = run_tune(settings)
+    assert result.default is not None and result.default.passed, result.probes
+    assert result.best is not None
+    assert (result.best.images_per_second or 0) >= (result.default.images_per_second or 0)
+    document = load_load_result(path)
+    assert document.kind == "tune" and document.tune is not None
+    assert all(point.server_config for point in document.points)
+    assert all(point.server.stand_in for point in document.points)
+    batching = Path(document.tune.best_config_files[0]).read_text()
+    assert f"max_batch_size {{ value: {result.best.config['max_batch_size']} }}" in batching
