@@ -125,11 +125,15 @@ def _resnet(block: Callable, blocks_per_stage: tuple[int, int, int, int]):
 def _mobilenet_v3(application: Callable, last_channel: int):
     def build(inputs, num_classes: int):
         features = application(
-            input_tensor=inputs,
+            input_shape=tuple(inputs.shape[1:]),
             include_top=False,
             weights=None,
             include_preprocessing=False,  # inputs arrive normalized, as in torchvision
         )
+        # keras.applications pads every stride-2 convolution of an even input on the bottom/right only;
+        # torchvision pads k//2 on every side. Re-padded, the two networks compute the same function
+        # (shown by tests/trainer_tf/test_parity.py with PyTorch's weights loaded).
+        features = keras.models.clone_model(features, input_tensors=inputs, clone_function=_torch_padding)
         _torchvision_mobilenet_init(features)
         # torchvision: Linear layers of MobileNetV3 start at N(0, 0.01) with zero bias.
         head_init = keras.initializers.RandomNormal(stddev=0.01)
@@ -140,6 +144,41 @@ def _mobilenet_v3(application: Callable, last_channel: int):
         return layers.Dense(num_classes, kernel_initializer=head_init, name=LOGITS_NAME, dtype="float32")(x)
 
     return build
+
+
+@keras.saving.register_keras_serializable(package="trainer_tf")
+class TorchPaddedConv2D(layers.Conv2D):
+    """A Conv2D padded ``torch_padding`` on every side before a valid convolution: PyTorch's
+    ``padding=k // 2`` (Keras's "same" at stride 2 pads only the bottom/right of an even input)."""
+
+    def __init__(self, torch_padding: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.torch_padding = int(torch_padding)
+
+    def call(self, inputs):
+        pad = self.torch_padding
+        return super().call(ops.pad(inputs, [[0, 0], [pad, pad], [pad, pad], [0, 0]]))
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        for axis in (1, 2):
+            shape[axis] = None if shape[axis] is None else shape[axis] + 2 * self.torch_padding
+        return super().compute_output_shape(tuple(shape))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "torch_padding": self.torch_padding}
+
+
+def _torch_padding(layer: layers.Layer) -> layers.Layer:
+    """clone_model's hook: every stride-2 convolution of keras.applications padded like torchvision's."""
+    config = layer.get_config()
+    if isinstance(layer, layers.ZeroPadding2D):
+        # correct_pad gives ((k//2 - 1, k//2), ...) for even inputs: the right side is k//2.
+        (_, bottom), (_, right) = config["padding"]
+        return layers.ZeroPadding2D(((bottom, bottom), (right, right)), name=config["name"])
+    if type(layer) is layers.Conv2D and max(layer.strides) > 1 and layer.padding == "same":
+        return TorchPaddedConv2D(torch_padding=layer.kernel_size[0] // 2, **{**config, "padding": "valid"})
+    return layer.__class__.from_config(config)
 
 
 def _torchvision_mobilenet_init(features: keras.Model) -> None:

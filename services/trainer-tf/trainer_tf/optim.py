@@ -28,21 +28,34 @@ def scaled_learning_rate(base_lr: float, global_batch: int) -> float:
 
 
 class SGDWithL2(keras.optimizers.SGD):
-    """``torch.optim.SGD(momentum=m, weight_decay=l2)``: the L2 term joins the gradient before momentum.
+    """``torch.optim.SGD(momentum=m, weight_decay=l2)``, update for update: the L2 term joins the
+    gradient before momentum, and the rate multiplies the buffer (``b = m·b + g; w -= lr·b``).
 
-    Keras keeps ``lr`` inside the velocity (``v = m·v - lr·g``) where torch applies it after
-    (``b = m·b + g; w -= lr·b``); the two agree exactly while the rate is constant and differ by the
-    per-step change of a cosine schedule, which is tiny.
+    Keras's own SGD keeps ``lr`` inside the velocity (``v = m·v - lr·g; w += v``): equal while the rate
+    is constant, but under a decaying schedule every past gradient keeps the rate of its own step, so
+    the two drift apart; this class takes torch's order so the recipe is the same, not close.
     """
 
     def __init__(self, l2: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
+        if self.nesterov:
+            raise ValueError(
+                f"SGDWithL2 implements torch's plain momentum only; got nesterov={self.nesterov}"
+            )
         self.l2 = l2
 
     def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
         if self.l2 and len(variable.shape) > 1:
             gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
-        return super().update_step(gradient, variable, learning_rate)
+        if self.momentum == 0:
+            self.assign_sub(variable, ops.multiply(gradient, learning_rate))
+            return
+        buffer = self.momentums[self._get_variable_index(variable)]
+        # torch's first step sets the buffer to the gradient; m·0 + g is the same.
+        self.assign(buffer, ops.add(ops.multiply(buffer, ops.cast(self.momentum, variable.dtype)), gradient))
+        self.assign_sub(variable, ops.multiply(buffer, learning_rate))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "l2": self.l2}
@@ -89,7 +102,8 @@ class EpochCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def per_step_cosine(peak_lr, total_steps, warmup_steps=0, warmup_decay=0.01, lr_min=0.0):
-    """Cosine decay every optimizer step over ``total_steps``, the first ``warmup_steps`` a linear ramp."""
+    """Cosine decay every optimizer step over ``total_steps``, the first ``warmup_steps`` a linear ramp
+    (trainer-pt's ``--lr-schedule step``: ``CosineAnnealingLR(T_max=total_steps, eta_min)`` per step)."""
     warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
     alpha = lr_min / peak_lr if peak_lr else 0.0
     if warmup_steps:
