@@ -16,7 +16,7 @@ ROOT = project_root()
 # Built from pieces so this file does not match itself.
 OUTSIDE = re.compile(
     r"\.\./" + "shared"
-    + r"|" + "shared/" + r"(ARCHITECTURE|STYLE|PLATFORM-NOTES)"
+    + r"|" + "shared/" + r"(ARCHITECTURE|STYLE|PLATFORM" + "-NOTES)"
     + r"|\b" + "PLATFORM-" + r"NOTES\b"
     + r"|(?<![\w/-])(" + "ARCHITECTURE" + r"|" + "STYLE" + r")\.md"
 )  # fmt: skip
