@@ -4,7 +4,7 @@ write everything the Keras half needs to replay it (initial weights, batches, pe
     .venv/pt/bin/python -m trainer_pt.parity --model mobilenet_v3_small --steps 50 --out /tmp/pt.npz
     .venv/tf/bin/python -m trainer_tf.parity /tmp/pt.npz        # replays it in Keras, prints the gaps
 
-Torch and TensorFlow cannot share a process (shared/PLATFORM-NOTES.md), hence the file in between.
+Torch and TensorFlow cannot share a process (docs/platform-notes.md), hence the file in between.
 The run uses trainer-pt's own pieces (``build_model``, ``build_optimizer``, ``build_scheduler``, the
 loss) with the switches that make the two pipelines equal: no augmentation (the batches are given),
 the same order, dropout 0, batch-norm momentum 0.1, cosine stepped per optimizer step.
