@@ -196,3 +196,31 @@ def test_the_report_shows_each_server_at_its_best(tmp_path: Path) -> None:
     assert "## Each server at its best" in report
     assert "max_batch_size=8" in report and "× the default's" in report
     assert (tmp_path / "run" / "report" / "tuning_pareto.png").stat().st_size > 1000
+
+
+def test_a_server_that_does_not_start_on_a_configuration_rejects_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgbench.errors import StackError
+    from imgbench.tune import runner
+
+    class RefusingStack:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.stopped = False
+
+        def up(self, names: list[str]) -> None:
+            raise StackError("triton: not ready in 180 s; log tail: max_batch_size 64 > 32 of the model")
+
+        def down(self, names: list[str] | None = None) -> list[str]:
+            self.stopped = True
+            return []
+
+    monkeypatch.setattr(runner, "Stack", RefusingStack)
+    source = ModelRepository(tmp_path / "source")
+    manifest = make_manifest("pytorch")
+    write_manifest(source.manifest_path(manifest.model), manifest)
+    (source.triton_dir / manifest.model).mkdir(parents=True)
+    source.triton_config(manifest.model).write_text(TRITON_CONFIG)
+    prober = runner.NativeProber(TuneSettings("triton", manifest.model, source.root, tmp_path / "run"))
+    with pytest.raises(KnobRejected, match=r"did not start with .*max_batch_size 64 > 32"):
+        prober({**defaults_of("triton"), "max_batch_size": 64})
