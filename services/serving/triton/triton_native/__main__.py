@@ -41,6 +41,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--metrics-port", type=int, default=8002, help="default 8002")
     parser.add_argument("--address", default=LOOPBACK, help=f"bind address (default {LOOPBACK})")
     parser.add_argument(
+        "--python-repository",
+        type=Path,
+        help="where the python-backend copy of triton/ is assembled (default: <model-repository>/triton-python;"
+        " containers pass a folder of their own, the model repository being read-only there)",
+    )
+    parser.add_argument(
         "--poll-seconds", type=float, default=2.0, help="repository poll interval (default 2)"
     )
     return parser
@@ -72,10 +78,10 @@ def server_environment() -> dict[str, str]:
     }
 
 
-def server_argv(args: argparse.Namespace, repository: ModelRepository, backends: Path) -> list[str]:
+def server_argv(args: argparse.Namespace, python_repository: Path, backends: Path) -> list[str]:
     return [
         str(TRITON_HOME / "bin" / "tritonserver"),
-        f"--model-repository={repository.triton_python_dir}",
+        f"--model-repository={python_repository}",
         f"--backend-directory={backends}",
         f"--http-address={args.address}",
         f"--http-port={args.http_port}",
@@ -88,7 +94,9 @@ def server_argv(args: argparse.Namespace, repository: ModelRepository, backends:
         f"--repository-poll-secs={max(1, round(args.poll_seconds))}",
         # A model that fails to load must not take the others down with it.
         "--exit-on-error=false",
-        "--strict-readiness=true",
+        # ...and the server stays ready: clients check each model's own readiness (the loadgen's
+        # preflight does), so one bad model never blocks the others.
+        "--strict-readiness=false",
         "--log-info=true",
     ]
 
@@ -96,12 +104,11 @@ def server_argv(args: argparse.Namespace, repository: ModelRepository, backends:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="[triton_native] %(message)s", stream=sys.stdout)
     repository = ModelRepository(args.model_repository.resolve())
-    result = sync(repository)
-    repository.triton_python_dir.mkdir(parents=True, exist_ok=True)
-    log.info(
-        "serving %s from %s (python backend + ONNX Runtime)", result.models, repository.triton_python_dir
-    )
-    argv = server_argv(args, repository, backend_directory(args.workdir.resolve()))
+    python_repository = (args.python_repository or repository.triton_python_dir).resolve()
+    result = sync(repository, python_repository)
+    python_repository.mkdir(parents=True, exist_ok=True)
+    log.info("serving %s from %s (python backend + ONNX Runtime)", result.models, python_repository)
+    argv = server_argv(args, python_repository, backend_directory(args.workdir.resolve()))
     log.info("starting %s", " ".join(argv))
     server = subprocess.Popen(argv, env=server_environment())
 
@@ -113,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     while server.poll() is None:
         time.sleep(args.poll_seconds)
         try:
-            sync(repository)
+            sync(repository, python_repository)
         except Exception as exc:  # a half-written export must not stop a serving Triton
             log.warning("repository sync failed, will retry: %s", exc)
     return server.returncode

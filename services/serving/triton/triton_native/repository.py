@@ -71,9 +71,11 @@ def _link_if_changed(link: Path, target: Path) -> bool:
     return True
 
 
-def sync(repository: ModelRepository) -> SyncResult:
-    """Bring ``triton-python/`` in line with ``triton/``; returns the models and those that changed."""
-    source_root, target_root = repository.triton_dir, repository.triton_python_dir
+def sync(repository: ModelRepository, target_root: Path | None = None) -> SyncResult:
+    """Bring ``target_root`` (default: the repository's ``triton-python/``) in line with ``triton/``;
+    returns the models and those that changed."""
+    source_root = repository.triton_dir
+    target_root = target_root or repository.triton_python_dir
     # A model (or version) counts once its manifest is written: trainers write the manifest last.
     complete = {m: load_manifest(repository.manifest_path(m)).version for m in repository.models()}
     models = sorted(m for m in complete if (source_root / m / "config.pbtxt").is_file())
