@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything imgbench needs on this machine, idempotently:
-#   Debian packages the tests use, and one virtual environment per service under .venv/.
+#   Debian packages the tests use (Docker Engine and Compose v2 included: scripts/containers.sh),
+#   and one virtual environment per service under .venv/.
 # Each venv is rebuilt only when its requirements file (or the core's pyproject) changed.
 # Usage: scripts/setup.sh [venv ...]   (default: all)
 set -euo pipefail
@@ -89,6 +90,8 @@ main() {
   local venvs=("$@")
   [ ${#venvs[@]} -eq 0 ] && venvs=("${ALL_VENVS[@]}")
   install_debian_packages
+  # The containers suite's engine: docker.io, debootstrap, the pinned Compose v2 plugin.
+  scripts/containers.sh install
   mkdir -p .venv
   for name in "${venvs[@]}"; do
     [[ -v VENV_REQUIREMENTS[$name] ]] || { echo "unknown venv '$name'; known: ${ALL_VENVS[*]}" >&2; exit 2; }

@@ -146,9 +146,13 @@ def test_torchserve_token_auth_is_on_and_the_key_reaches_the_loadgen(compose: di
     assert not any("--disable-token" in arg for arg in torchserve["command"])
     config = (ROOT / "services/serving/torchserve/config.properties").read_text()
     assert not re.search(r"^\s*disable_token_authorization\s*=\s*true", config, re.M)
-    # key_file.json lands in the working directory: the shared volume the load generator reads.
-    workdir = torchserve["working_dir"]
+    # key_file.json lands in the working directory (the image's WORKDIR): the shared volume the load
+    # generator reads; keyguard.py, the image's entry point, renews the keys before they expire.
+    dockerfile = (ROOT / torchserve["build"]["dockerfile"]).read_text(encoding="utf-8")
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", dockerfile, re.M)[-1]
     assert f"torchserve-auth:{workdir}" in torchserve["volumes"]
+    assert re.search(r"^ENTRYPOINT .*keyguard\.py", dockerfile, re.M)
+    assert re.search(r"^\s*token_expiration_min\s*=\s*\d+", config, re.M), "keys expire after 60 min"
     for name in ("loadgen", "loadgen-worker"):
         assert "torchserve-auth:/run/torchserve-auth:ro" in services[name]["volumes"], name
         key_file = services[name]["environment"]["IMGBENCH_TORCHSERVE_KEY_FILE"]

@@ -43,7 +43,11 @@ def test_non_root_and_pinned_base(dockerfile: Path) -> None:
     assert users, f"{dockerfile}: no USER instruction, the image would run as root"
     assert users[-1].split(":")[0] not in {"root", "0"}, f"{dockerfile}: the final USER is root"
     stages = {s.lower() for s in re.findall(r"^\s*FROM\s+.*\s+AS\s+(\S+)", text, re.M | re.I)}
-    for base in re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", text, re.M | re.I):
+    # `FROM ${BASE_IMAGE}`: the ARG's default is the image a user pulls (the offline tests pass another).
+    defaults = dict(re.findall(r"^\s*ARG\s+(\w+)=(\S+)", text, re.M | re.I))
+    for written in re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", text, re.M | re.I):
+        base = re.sub(r"\$\{(\w+)\}", lambda m: defaults.get(m[1], m[0]), written)
+        assert "$" not in base, f"{dockerfile}: FROM {written} has no default base image"
         if base.lower() in stages | {"scratch"} or "@sha256:" in base:
             continue
         _, _, tag = base.rpartition(":")
