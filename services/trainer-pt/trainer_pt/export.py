@@ -15,11 +15,9 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from torch.utils.data import DataLoader
 from imgbench.atomic import atomic_write_text
 from imgbench.data.imagefolder import read_dataset_info
 from imgbench.errors import ImgbenchError
+from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
 from imgbench.manifest import (
     DatasetRef,
     EpochRecord,
@@ -43,12 +42,10 @@ from imgbench.manifest import (
     InputSpec,
     Manifest,
     TrainingFigures,
-    write_manifest,
 )
 from imgbench.paths import ModelRepository, model_name
 from imgbench.training_log import read_epochs
 from imgbench.triton_config import TritonModelSpec, render_config
-from imgbench.validation import Agreement, compare_logits, enforce_gate
 from trainer_pt import checkpoint as ckpt
 from trainer_pt.data import load_splits
 from trainer_pt.models import build_model, count_parameters
@@ -184,34 +181,10 @@ def write_mar(
     return mar
 
 
-def collect_logits(
-    reference: nn.Module,
-    torchscript: torch.jit.ScriptModule,
-    onnx_session: ort.InferenceSession,
-    loader: DataLoader,
-) -> dict[str, np.ndarray]:
-    """Logits of eager PyTorch, TorchScript and ONNX Runtime on every validation image, with labels."""
-    outputs: dict[str, list[np.ndarray]] = {"pytorch": [], "torchscript": [], "onnx": [], "labels": []}
+def loader_logits(run: Callable[[torch.Tensor], np.ndarray], loader: DataLoader) -> np.ndarray:
+    """``run`` on every batch of ``loader`` (in order), concatenated."""
     with torch.inference_mode():
-        for images, labels in loader:
-            outputs["pytorch"].append(reference(images).numpy())
-            outputs["torchscript"].append(torchscript(images).numpy())
-            outputs["onnx"].append(onnx_session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])
-            outputs["labels"].append(labels.numpy())
-    return {key: np.concatenate(value) for key, value in outputs.items()}
-
-
-def _record(fmt: str, path: Path, repo: ModelRepository, agreement: Agreement, **extra: Any) -> ExportRecord:
-    return ExportRecord(
-        format=fmt,
-        path=path.relative_to(repo.root).as_posix(),
-        size_bytes=path.stat().st_size if path.exists() else None,
-        n=agreement.n,
-        top1_agreement=agreement.top1_agreement,
-        max_abs_logit_diff=agreement.max_abs_logit_diff,
-        accuracy=agreement.accuracy,
-        **extra,
-    )
+        return np.concatenate([run(images) for images, _ in loader])
 
 
 def training_figures(trained: TrainedModel, history: list[EpochRecord], device: str) -> TrainingFigures:
@@ -274,19 +247,14 @@ def _tensorrt_record(repo: ModelRepository, name: str, version: int) -> ExportRe
 
 
 def export_run(args: argparse.Namespace) -> Manifest:
-    """Export the best checkpoint of ``args.run_dir``; returns the manifest written last."""
+    """Export the best checkpoint of ``args.run_dir`` through the shared pipeline
+    (``imgbench.export_pipeline``: stage, gate, publish, manifest last); returns the manifest."""
     run_dir = Path(args.run_dir)
     trained = load_trained(run_dir)
     data_path = Path(args.data_path or trained.config["data_path"])
     repo = ModelRepository(Path(args.model_repository))
     name = model_name("pytorch", trained.architecture)
     version = args.version or repo.next_version(name)
-    if version < 1:
-        raise ImgbenchError(f"--version must be at least 1, got {version}")
-    if repo.triton_version_dir(name, version).exists():
-        raise ImgbenchError(
-            f"{repo.triton_version_dir(name, version)} already exists; pick another --version"
-        )
     size = trained.image_size
     shape: list[int | None] = [None, 3, size, size]
     num_classes = len(trained.class_names)
@@ -299,145 +267,154 @@ def export_run(args: argparse.Namespace) -> Manifest:
         size,
         repo.root,
     )
-
+    splits = load_splits(data_path, size, check=False, val_resize_size=trained.config.get("val_resize_size"))
+    if splits.class_names != trained.class_names:
+        raise ImgbenchError(
+            f"{data_path} has classes {splits.class_names}, the run was trained on {trained.class_names}"
+        )
+    loader = DataLoader(splits.val, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
+    labels = np.concatenate([targets.numpy() for _, targets in loader])
+    reference = loader_logits(lambda images: trained.model(images).numpy(), loader)
     exportable = prepare_for_export(trained.model)
     example = torch.zeros(2, 3, size, size)
-    repo.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.export.", dir=repo.root))
-    try:
-        torchscript_path = staging / "model.pt"
-        export_torchscript(exportable, example, torchscript_path)
-        onnx_path = staging / "model.onnx"
-        export_onnx(exportable, example, onnx_path, args.opset)
+    meta = {
+        "model": name,
+        "version": version,
+        "input_name": INPUT_NAME,
+        "output_name": OUTPUT_NAME,
+        "shape": shape,
+        "dtype": "float32",
+        "num_classes": num_classes,
+        "max_rows": max(args.triton_max_batch_size, args.serve_batch_size) * 4,
+    }
 
-        # The gate: every validation image through eager PyTorch, TorchScript and ONNX Runtime.
-        splits = load_splits(
-            data_path, size, check=False, val_resize_size=trained.config.get("val_resize_size")
-        )
-        if splits.class_names != trained.class_names:
-            raise ImgbenchError(
-                f"{data_path} has classes {splits.class_names}, the run was trained on {trained.class_names}"
-            )
-        loader = DataLoader(splits.val, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
-        logits = collect_logits(
-            trained.model, torch.jit.load(str(torchscript_path)), ort_session(onnx_path), loader
-        )
-        labels = logits["labels"]
-        agreements = {
-            fmt: compare_logits(logits["pytorch"], logits[fmt], labels) for fmt in ("torchscript", "onnx")
-        }
-        for fmt, agreement in agreements.items():
-            log.info(
-                "%s vs PyTorch on %d val images: top-1 agreement %.4f%%, max |Δlogit| %.3g, accuracy %.2f%%",
-                fmt, agreement.n, 100 * agreement.top1_agreement, agreement.max_abs_logit_diff,
-                100 * (agreement.accuracy or 0.0),
-            )  # fmt: skip
-            enforce_gate(fmt, agreement, args.min_agreement, args.max_abs_diff)
+    def build_torchscript(staging: Path) -> Path:
+        export_torchscript(exportable, example, staging / "model.pt")
+        return staging / "model.pt"
 
-        meta = {
-            "model": name,
-            "version": version,
-            "input_name": INPUT_NAME,
-            "output_name": OUTPUT_NAME,
-            "shape": shape,
-            "dtype": "float32",
-            "num_classes": num_classes,
-            "max_rows": max(args.triton_max_batch_size, args.serve_batch_size) * 4,
-        }
-        mar = write_mar(
-            torchscript_path, staging, name, version, meta, args.serve_batch_size, args.serve_max_batch_delay
-        )
-        int8 = None
-        if not args.skip_int8:
-            int8 = quantize_int8(
-                onnx_path,
-                staging / "model_int8.onnx",
-                data_path,
-                size,
-                args.calibration_images,
-                loader,
-                logits["pytorch"],
-            )
+    def build_onnx(staging: Path) -> Path:
+        export_onnx(exportable, example, staging / "model.onnx", args.opset)
+        return staging / "model.onnx"
 
-        # Gate passed: move the artifacts into the repository layout.
-        onnx_dest = repo.triton_onnx(name, version)
-        onnx_dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(onnx_path, onnx_dest)
-        spec = TritonModelSpec(
-            name=name,
-            input_name=INPUT_NAME,
-            input_dims=[3, size, size],
-            output_name=OUTPUT_NAME,
-            num_classes=num_classes,
-            max_batch_size=args.triton_max_batch_size,
-            preferred_batch_sizes=tuple(
-                sorted({b for b in (args.serve_batch_size // 2, args.serve_batch_size) if b >= 1})
+    def build_int8(staging: Path) -> Path:
+        result = quantize_int8(
+            staging / "model.onnx",
+            staging / "model_int8.onnx",
+            data_path,
+            size,
+            args.calibration_images,
+            loader,
+            reference,
+        )
+        int8_results[result.path] = result
+        return result.path
+
+    def evaluate_int8(path: Path) -> Evaluation:
+        result = int8_results[path]
+        return Evaluation(result.logits, latency_ms=result.latency_ms, details=result.details)
+
+    int8_results: dict[Path, Any] = {}
+    steps = [
+        ExportStep(
+            "torchscript",
+            "torchscript",
+            build=build_torchscript,
+            evaluate=lambda path: loader_logits(torch.jit.load(str(path)).__call__, loader),
+            package=lambda path: write_mar(
+                path, path.parent, name, version, meta, args.serve_batch_size, args.serve_max_batch_delay
             ),
-        )
-        atomic_write_text(repo.triton_config(name), render_config(spec, "onnxruntime"))
-        mar_dest = repo.torchserve_mar(name)
-        mar_dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(mar, mar_dest)
-
-        torchscript_details = {
-            "handler": "services/serving/torchserve/handler.py",
-            "batch_size": args.serve_batch_size,
-            "max_batch_delay_ms": args.serve_max_batch_delay,
-        }
-        onnx_details = {
-            "opset": args.opset,
-            "triton_config": repo.triton_config(name).relative_to(repo.root).as_posix(),
-            "triton_backends": ["onnxruntime", "python"],
-        }
-        exports = {
-            "torchscript": _record(
-                "torchscript", mar_dest, repo, agreements["torchscript"], details=torchscript_details
-            ),
-            "onnx": _record("onnx", onnx_dest, repo, agreements["onnx"], details=onnx_details),
-            "tensorrt": _tensorrt_record(repo, name, version),
-        }
-        if int8 is not None:
-            int8_dest = repo.edge_dir(name) / "model_int8.onnx"
-            int8_dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(int8.path, int8_dest)
-            exports["onnx_int8"] = ExportRecord(
-                format="onnx_int8",
-                path=int8_dest.relative_to(repo.root).as_posix(),
-                size_bytes=int8_dest.stat().st_size,
-                n=int8.agreement.n,
-                top1_agreement=int8.agreement.top1_agreement,
-                max_abs_logit_diff=int8.agreement.max_abs_logit_diff,
-                accuracy=int8.agreement.accuracy,
-                latency_ms_per_image=int8.latency_ms,
-                details=int8.details,
+            destination=repo.torchserve_mar(name),
+            min_agreement=args.min_agreement,
+            max_abs_diff=args.max_abs_diff,
+            details={
+                "handler": "services/serving/torchserve/handler.py",
+                "batch_size": args.serve_batch_size,
+                "max_batch_delay_ms": args.serve_max_batch_delay,
+            },
+        ),
+        ExportStep(
+            "onnx",
+            "onnx",
+            build=build_onnx,
+            evaluate=lambda path: _onnx_logits(path, loader),
+            destination=repo.triton_onnx(name, version),
+            min_agreement=args.min_agreement,
+            max_abs_diff=args.max_abs_diff,
+            details={
+                "opset": args.opset,
+                "triton_config": repo.triton_config(name).relative_to(repo.root).as_posix(),
+                "triton_backends": ["onnxruntime", "python"],
+            },
+        ),
+    ]
+    if not args.skip_int8:
+        # Judged, not gated: accuracy, agreement, size and latency go into the manifest.
+        steps.append(
+            ExportStep(
+                "onnx_int8",
+                "onnx_int8",
+                build=build_int8,
+                evaluate=evaluate_int8,
+                destination=repo.edge_dir(name) / "model_int8.onnx",
+                min_agreement=None,
+                max_abs_diff=None,
             )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
+        )
+    spec = TritonModelSpec(
+        name=name,
+        input_name=INPUT_NAME,
+        input_dims=[3, size, size],
+        output_name=OUTPUT_NAME,
+        num_classes=num_classes,
+        max_batch_size=args.triton_max_batch_size,
+        preferred_batch_sizes=tuple(
+            sorted({b for b in (args.serve_batch_size // 2, args.serve_batch_size) if b >= 1})
+        ),
+    )
     history = read_epochs(run_dir)
     info = read_dataset_info(data_path)
-    manifest = Manifest(
-        model=name,
-        framework="pytorch",
-        framework_version=torch.__version__,
-        architecture=trained.architecture,
-        version=version,
-        input=InputSpec(name=INPUT_NAME, shape=shape, layout="NCHW", dtype="float32"),
-        output_names=[OUTPUT_NAME],
-        class_names=trained.class_names,
-        dataset=DatasetRef(
-            name=str(info.get("name", data_path.name)),
-            path=str(data_path),
-            eval_split="val",
-            num_train=len(splits.train),
-            num_eval=int(labels.shape[0]),
-            image_size=size,
-        ),
-        training=training_figures(trained, history, str(trained.config.get("device", "cpu"))),
-        exports=exports,
-        environment=environment(),
+
+    def manifest(records: dict[str, ExportRecord]) -> Manifest:
+        return Manifest(
+            model=name,
+            framework="pytorch",
+            framework_version=torch.__version__,
+            architecture=trained.architecture,
+            version=version,
+            input=InputSpec(name=INPUT_NAME, shape=shape, layout="NCHW", dtype="float32"),
+            output_names=[OUTPUT_NAME],
+            class_names=trained.class_names,
+            dataset=DatasetRef(
+                name=str(info.get("name", data_path.name)),
+                path=str(data_path),
+                eval_split="val",
+                num_train=len(splits.train),
+                num_eval=int(labels.shape[0]),
+                image_size=size,
+            ),
+            training=training_figures(trained, history, str(trained.config.get("device", "cpu"))),
+            exports=records,
+            environment=environment(),
+        )
+
+    return run_export(
+        ExportJob(
+            model=name,
+            version=version,
+            repository=repo,
+            reference=reference,
+            labels=labels,
+            steps=steps,
+            manifest=manifest,
+            skipped={"tensorrt": _tensorrt_record(repo, name, version)},
+            write_configs=lambda: atomic_write_text(
+                repo.triton_config(name), render_config(spec, "onnxruntime")
+            ),
+            version_dirs=[repo.triton_version_dir(name, version)],
+        )
     )
-    started = time.perf_counter()
-    write_manifest(repo.manifest_path(name), manifest)
-    log.info("wrote %s (%.2f s)", repo.manifest_path(name), time.perf_counter() - started)
-    return manifest
+
+
+def _onnx_logits(path: Path, loader: DataLoader) -> np.ndarray:
+    session = ort_session(path)
+    return loader_logits(lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0], loader)

@@ -43,6 +43,7 @@ class Int8Result:
     agreement: Agreement
     latency_ms: float
     details: dict[str, Any] = field(default_factory=dict)
+    logits: np.ndarray | None = None  # on the val loader, the rows of reference_logits
 
 
 class ImageFolderCalibration(CalibrationDataReader):
@@ -122,7 +123,8 @@ def quantize_int8(
         for images, targets in val_loader:
             logits.append(int8_session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0])
             labels.append(targets.numpy())
-    agreement = compare_logits(reference_logits, np.concatenate(logits), np.concatenate(labels))
+    int8_logits = np.concatenate(logits)
+    agreement = compare_logits(reference_logits, int8_logits, np.concatenate(labels))
     one_image = next(iter(val_loader))[0][:1].numpy()
     int8_ms, fp32_ms = latency_ms(int8_session, one_image), latency_ms(fp32_session, one_image)
     fp32_size, int8_size = onnx_path.stat().st_size, out_path.stat().st_size
@@ -148,4 +150,5 @@ def quantize_int8(
             "fp32_latency_ms_per_image": fp32_ms,
             "latency_measure": "median of 50 single-image runs, ONNX Runtime CPU, 1 thread, in-process",
         },
+        logits=int8_logits,
     )
