@@ -102,8 +102,8 @@ def _mean_us(total_us: str, count: str, by: str) -> str:
     return f"sum by ({by}) (rate({total_us}[{RATE}])) / sum by ({by}) (rate({count}[{RATE}])) / 1e6"
 
 
-def _tfs_quantile_s(metric: str, q: float) -> str:
-    return f"histogram_quantile({q}, sum by (model_name, le) (rate({metric}_bucket[{RATE}]))) / 1e6"
+def _tfs_quantile_s(metric: str, q: float, by: str = "model_name") -> str:
+    return f"histogram_quantile({q}, sum by ({by}, le) (rate({metric}_bucket[{RATE}]))) / 1e6"
 
 
 SLO = obs.DEFAULT_SLO_SECONDS
@@ -270,26 +270,34 @@ SERVERS = DashboardSpec(
                 ),
                 PanelSpec(
                     "TF Serving: batch queue time p50 / p99",
-                    f"{TFS_QUEUE_US}: exported by TF Serving with batching on; the native stand-in "
-                    "does not export it.",
+                    f"{TFS_QUEUE_US}: exported by TF Serving with batching on, per batching thread pool "
+                    "(its only label is thread_pool_name, not model_name); the native stand-in does not "
+                    "export it.",
                     "s",
                     (
-                        Query(_tfs_quantile_s(TFS_QUEUE_US, 0.5), "{{model_name}} p50", TFS_STANDIN_NO_QUEUE),
                         Query(
-                            _tfs_quantile_s(TFS_QUEUE_US, 0.99), "{{model_name}} p99", TFS_STANDIN_NO_QUEUE
+                            _tfs_quantile_s(TFS_QUEUE_US, 0.5, by="thread_pool_name"),
+                            "{{thread_pool_name}} p50",
+                            TFS_STANDIN_NO_QUEUE,
+                        ),
+                        Query(
+                            _tfs_quantile_s(TFS_QUEUE_US, 0.99, by="thread_pool_name"),
+                            "{{thread_pool_name}} p99",
+                            TFS_STANDIN_NO_QUEUE,
                         ),
                     ),
                 ),
                 PanelSpec(
                     "TF Serving: requests per second and mean batch size",
-                    f":tensorflow:serving:request_count and {TFS_BATCH_SIZE}.",
+                    f":tensorflow:serving:request_count per model and {TFS_BATCH_SIZE}, which TF Serving "
+                    "exports without labels (one distribution for the whole server).",
                     "short",
                     (
                         Query(f"sum by (model_name) (rate({TFS_REQUESTS}[{RATE}]))", "{{model_name}} req/s"),
                         Query(
-                            f"sum by (model_name) (rate({TFS_BATCH_SIZE}_sum[{RATE}]))"
-                            f" / sum by (model_name) (rate({TFS_BATCH_SIZE}_count[{RATE}]))",
-                            "{{model_name}} mean batch",
+                            f"sum by (instance) (rate({TFS_BATCH_SIZE}_sum[{RATE}]))"
+                            f" / sum by (instance) (rate({TFS_BATCH_SIZE}_count[{RATE}]))",
+                            "{{instance}} mean batch (all models)",
                         ),
                     ),
                 ),

@@ -63,6 +63,20 @@ def test_every_query_is_valid_promql(grafana_generator: ModuleType, tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_tf_serving_batching_metrics_are_grouped_by_the_labels_the_real_server_exports(
+    grafana_generator: ModuleType,
+) -> None:
+    """TF Serving's batching_session metrics (batching_session.cc, batching_util.h): queuing_latency has
+    only thread_pool_name, processed_batch_size no label at all; grouping them by model_name would draw
+    one unnamed series for the real server."""
+    queries = [query.expr for _, _, query in grafana_generator.panel_queries()]
+    queue = [q for q in queries if "batching_session:queuing_latency" in q]
+    batch = [q for q in queries if "batching_session:processed_batch_size" in q]
+    assert queue and batch
+    assert all("thread_pool_name" in q and "model_name" not in q for q in queue), queue
+    assert all("model_name" not in q for q in batch), batch
+
+
 def test_required_panels_exist(grafana_generator: ModuleType) -> None:
     exprs = "\n".join(query.expr for _, _, query in grafana_generator.panel_queries())
     for quantile in ("0.5", "0.9", "0.99"):
