@@ -25,3 +25,7 @@ class PortInUseError(StackError):
 
 class LoadResultError(ImgbenchError):
     """A load result file is missing, unreadable or does not match the schema."""
+
+
+class UnknownServerError(ImgbenchError, ValueError):
+    """A server name that ``imgbench.servers`` does not know (the message lists those it knows)."""

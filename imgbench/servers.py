@@ -28,6 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from imgbench.errors import UnknownServerError
 from imgbench.paths import ModelRepository
 
 ArtifactPath = Callable[[ModelRepository, str, int], Path]
@@ -265,7 +266,7 @@ def get_server(name: str) -> ServerSpec:
     try:
         return SERVERS[name]
     except KeyError:
-        raise ValueError(f"unknown server {name!r}; known: {', '.join(SERVERS)}") from None
+        raise UnknownServerError(f"unknown server {name!r}; known: {', '.join(SERVERS)}") from None
 
 
 def server_names() -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 (the model's manifest, its exports linked, the server's config files replaced), the server started on
 it by the stack runner, one closed-loop point of the load generator (its own process), the server
 stopped. A server that fails to start on a configuration rejected it: the probe says so and the
-search goes on.
+search goes on. TorchServe is started once per probe too, then its model is registered again with
+the probe's batching and workers through the management API.
 
     imgbench tune --server triton --model pt_mobilenet_v3_small --model-repository REPO \\
         --slo-ms 50 --budget-s 300 --knob max_batch_size=1,4,8,16 --knob max_queue_delay_us=500,2000
@@ -10,11 +11,15 @@ search goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 NATIVE_KNOBS = {
     "triton": ("max_batch_size", "preferred_batch_size", "max_queue_delay_us", "instance_count"),
     "tfserving": ("max_batch_size", "batch_timeout_micros", "num_batch_threads"),
+    # Through TorchServe's management API: the model registered again with these settings.
+    "torchserve": ("batch_size", "max_batch_delay_ms", "workers"),
 }
 
 
@@ -92,6 +99,9 @@ def scratch_repository(settings: TuneSettings, config: Config, root: Path) -> Pa
         target.tfserving_dir.mkdir(parents=True, exist_ok=True)
         (target.tfserving_dir / model).symlink_to(source.tfserving_model_dir(model).resolve())
         (target.tfserving_dir / "batching_parameters.txt").write_text(tfserving_batching(config))
+    elif settings.server == "torchserve":
+        target.torchserve_dir.mkdir(parents=True, exist_ok=True)
+        target.torchserve_mar(model).symlink_to(source.torchserve_mar(model).resolve())
     else:
         raise ImgbenchError(
             f"native tuning of {settings.server!r} is not built yet (supported: {', '.join(NATIVE_KNOBS)})"
@@ -120,6 +130,10 @@ class NativeProber:
             stack.down()
             raise KnobRejected(f"{s.server} did not start with {config}: {str(exc)[-600:]}") from None
         try:
+            if s.server == "torchserve":
+                reconfigure_torchserve(
+                    f"http://{LOOPBACK}:{ports['torchserve']['management']}", s.model, config
+                )
             point = self._load(probe_dir, f"{LOOPBACK}:{ports[s.server]['grpc']}", repository)
         finally:
             stack.down()
@@ -155,8 +169,48 @@ class NativeProber:
         return point
 
 
+def _management(method: str, url: str, timeout_s: float = 300.0) -> object:
+    request = urllib.request.Request(url, method=method)
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        return json.loads(response.read() or b"null")
+
+
+def reconfigure_torchserve(management_url: str, model: str, config: Config) -> None:
+    """Register ``model`` again with the configuration's batching and workers (synchronously: it returns
+    once the workers are up), then check TorchServe kept them: a refusal, or settings it replaced by
+    the archive's own, reject the probe."""
+    batch, delay, workers = (int(config[k]) for k in ("batch_size", "max_batch_delay_ms", "workers"))
+    query = urllib.parse.urlencode(
+        {
+            "url": f"{model}.mar",
+            "model_name": model,
+            "batch_size": batch,
+            "max_batch_delay": delay,
+            "initial_workers": workers,
+            "synchronous": "true",
+        }
+    )
+    try:
+        _management("DELETE", f"{management_url}/models/{model}")
+        _management("POST", f"{management_url}/models?{query}")
+        described = _management("GET", f"{management_url}/models/{model}")
+    except urllib.error.HTTPError as exc:
+        raise KnobRejected(f"TorchServe refused {config}: HTTP {exc.code} {exc.read()[:300]!r}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise KnobRejected(f"TorchServe's management API failed for {config}: {exc}") from None
+    entry = described[0] if isinstance(described, list) and described else {}
+    kept = {"batchSize": batch, "maxBatchDelay": delay}
+    differs = {k: entry.get(k) for k, v in kept.items() if isinstance(entry, dict) and entry.get(k) != v}
+    running = len(entry.get("workers") or []) if isinstance(entry, dict) else 0
+    if running != workers:
+        differs["workers"] = running
+    if differs:
+        raise KnobRejected(f"TorchServe did not apply {config}: it reports {differs}")
+
+
 def run_tune(settings: TuneSettings) -> tuple[Path, SearchResult]:
     """Search, then write the results file and the best configuration's ready files; return the path."""
+    servers.get_server(settings.server)  # an unknown name lists the known ones
     if settings.server not in NATIVE_KNOBS:
         raise ImgbenchError(
             f"native tuning of {settings.server!r} is not built yet (supported: {', '.join(NATIVE_KNOBS)})"

@@ -43,3 +43,35 @@ def test_tune_the_stand_in_with_a_tiny_budget(trained, tmp_path: Path) -> None:
     assert all(point.server.stand_in for point in document.points)
     batching = Path(document.tune.best_config_files[0]).read_text()
     assert f"max_batch_size {{ value: {result.best.config['max_batch_size']} }}" in batching
+
+
+def test_tune_torchserve_through_its_management_api(trained, tmp_path: Path) -> None:
+    for venv in ("torchserve", "loadgen"):
+        if not (venv_bin(venv) / "python").exists():
+            pytest.skip(f"the {venv} venv is missing; run `scripts/setup.sh {venv}`")
+    settings = TuneSettings(
+        server="torchserve",
+        model=trained.models["pt"],
+        model_repository=trained.repository,
+        run_dir=tmp_path / "tune",
+        slo_ms=5000.0,
+        budget_s=600.0,
+        strategy="grid",
+        space={"batch_size": [1, 4]},
+        users=4,
+        seconds=3.0,
+        warmup_s=2.0,
+        dataset=trained.dataset,
+    )
+    path, result = run_tune(settings)
+    measured = [p for p in result.probes if not p.rejected]
+    assert measured, [p.rejected for p in result.probes]
+    assert result.best is not None and result.default is not None
+    assert (result.best.images_per_second or 0) >= (result.default.images_per_second or 0)
+    document = load_load_result(path)
+    assert {point.server_config["batch_size"] for point in document.points if point.server_config} <= {
+        8,
+        1,
+        4,
+    }
+    assert "batchSize:" in Path(document.tune.best_config_files[0]).read_text()  # type: ignore[union-attr]
