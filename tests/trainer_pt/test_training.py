@@ -9,6 +9,7 @@ import pytest
 from conftest import EPOCHS, MIN_TOP1, TrainedRun
 
 from imgbench.manifest import EpochRecord
+from imgbench.trainer_cli import RECIPE_KEYS
 from imgbench.training_log import CSV_NAME, FIELDS, JSONL_NAME, read_epochs
 
 pytestmark = pytest.mark.slow
@@ -46,6 +47,11 @@ def test_config_records_the_resolved_recipe(trained: TrainedRun) -> None:
     # Linear scaling: --lr is per 256 images, the run used batch 32 on one process.
     assert config["effective_lr"] == pytest.approx(0.8 * 32 / 256)
     assert config["world_size"] == 1 and config["num_classes"] == 10
+    # The shared recipe record: the same keys as the other trainer, threads and device as used.
+    recipe = config["recipe"]
+    assert tuple(recipe) == RECIPE_KEYS
+    assert recipe["threads"] >= 1 and recipe["device"].startswith("cpu: ")
+    assert recipe["bn_momentum"] == 0.1 and recipe["global_batch_size"] == 32
 
 
 def test_best_and_last_checkpoints_exist(trained: TrainedRun) -> None:

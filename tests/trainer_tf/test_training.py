@@ -11,6 +11,7 @@ from conftest import EPOCHS, LR, TrainedRun
 
 from imgbench.manifest import EpochRecord, load_manifest
 from imgbench.paths import ModelRepository
+from imgbench.trainer_cli import RECIPE_KEYS
 from imgbench.training_log import CSV_NAME, FIELDS, JSONL_NAME
 
 # Measured: mobilenet_v3_small, digits 32×32, 6 epochs, peak lr 0.02: 92.8% best val top-1 (epoch 5);
@@ -58,3 +59,8 @@ def test_config_records_resolved_recipe(trained: TrainedRun) -> None:
     assert config["bn_momentum_keras"] == 0.9
     assert config["jit_compile"] is False
     assert config["class_names"] == [str(d) for d in range(10)]
+    # The shared recipe record: the same keys as the other trainer, threads and device as used.
+    recipe = config["recipe"]
+    assert tuple(recipe) == RECIPE_KEYS
+    assert recipe["threads"] >= 1 and recipe["device"].startswith("cpu: ")
+    assert recipe["bn_momentum"] == 0.1 and recipe["global_batch_size"] == 32

@@ -16,27 +16,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from imgbench.atomic import atomic_write_text
 from imgbench.data.imagefolder import read_dataset_info
 from imgbench.errors import ImgbenchError
+from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
 from imgbench.manifest import (
     DatasetRef,
     ExportRecord,
     InputSpec,
     Manifest,
     TrainingFigures,
-    write_manifest,
 )
 from imgbench.paths import ModelRepository
 from imgbench.training_log import read_epochs
 from imgbench.triton_config import TritonModelSpec, render_config
-from imgbench.validation import Agreement, compare_logits, enforce_gate
 from trainer_tf import data
 from trainer_tf.checkpoint import BEST_STATE, BEST_WEIGHTS, read_config, read_json
 
@@ -168,30 +167,10 @@ def tflite_logits(model_content: bytes, images: np.ndarray, threads: int) -> tup
     return np.concatenate(outputs), float(np.median(latencies) * 1000.0)
 
 
-def _record(fmt: str, path: str, agreement: Agreement, size_bytes: int, **extra) -> ExportRecord:
-    return ExportRecord(
-        format=fmt,
-        path=path,
-        size_bytes=size_bytes,
-        n=agreement.n,
-        top1_agreement=agreement.top1_agreement,
-        max_abs_logit_diff=agreement.max_abs_logit_diff,
-        accuracy=agreement.accuracy,
-        **extra,
-    )
-
-
-def _tree_size(path: Path) -> int:
-    return (
-        sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-        if path.is_dir()
-        else path.stat().st_size
-    )
-
-
 # -- the whole export ---------------------------------------------------------------------------------
 def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
-    """Export the best weights of ``run_dir``; returns the manifest it wrote."""
+    """Export the best weights of ``run_dir`` through the shared pipeline (``imgbench.export_pipeline``:
+    stage, gate, publish, manifest last); returns the manifest it wrote."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if not (run_dir / BEST_STATE).is_file() or not (run_dir / BEST_WEIGHTS).is_file():
@@ -215,131 +194,133 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
 
     from trainer_tf.hardware import environment, usable_cores
     from trainer_tf.models import build_model, count_parameters
+    from trainer_tf.tfserving_config import write_tfserving_configs
 
     keras.mixed_precision.set_global_policy("float32")
     model = build_model(config["architecture"], len(config["class_names"]), size)
     model.load_weights(run_dir / BEST_WEIGHTS)
     images, labels = data.eval_arrays(val_split, size, config["val_resize_size"])
     reference = model.predict(images, batch_size=EVAL_BATCH, verbose=0)
-    reference_accuracy = float((reference.argmax(axis=1) == labels).mean())
     log.info(
         "Keras best model (epoch %d): val top-1 %.2f%% on %d images",
         best["epoch"],
-        100 * reference_accuracy,
+        100 * float((reference.argmax(axis=1) == labels).mean()),
         len(labels),
     )
-
     version = args.version or repo.next_version(model_name)
-    if version in repo.versions(model_name):
-        raise ImgbenchError(
-            f"{model_name} version {version} already exists in {repo.root}; pick another --version"
-        )
-    repo.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{model_name}-", dir=repo.root))
-    try:
-        records: dict[str, ExportRecord] = {}
-        gate = {"min_agreement": args.min_agreement, "max_abs_diff": args.max_abs_diff}
-        quantized_gate = {"min_agreement": args.quantized_min_agreement, "max_abs_diff": None}
+    threads = usable_cores()
 
-        savedmodel_dir = staging / "savedmodel"
-        write_savedmodel(model, savedmodel_dir, size)
-        agreement = compare_logits(reference, savedmodel_logits(savedmodel_dir, images), labels)
-        enforce_gate("SavedModel", agreement, **gate)
-        records["savedmodel"] = _record(
+    def build_savedmodel(staging: Path) -> Path:
+        write_savedmodel(model, staging / "savedmodel", size)
+        return staging / "savedmodel"
+
+    def build_onnx(staging: Path) -> Path:
+        write_onnx(model, staging / "model.onnx", size, args.opset)
+        return staging / "model.onnx"
+
+    tflite_cache: dict[str, bytes] = {}
+
+    def build_tflite(variant: str) -> Callable[[Path], Path]:
+        def build(staging: Path) -> Path:
+            if not tflite_cache:
+                # One conversion of the staged SavedModel gives all three variants.
+                calibration_split = data.representative_sample(
+                    train_split, args.calibration_images, config["seed"]
+                )
+                calibration, _ = data.eval_arrays(calibration_split, size, config["val_resize_size"])
+                tflite_cache.update(tflite_models(staging / "savedmodel", calibration))
+            path = staging / f"model_{variant}.tflite"
+            path.write_bytes(tflite_cache[variant])
+            return path
+
+        return build
+
+    def evaluate_tflite(path: Path) -> Evaluation:
+        logits, latency = tflite_logits(path.read_bytes(), images, threads)
+        return Evaluation(logits, latency_ms=latency)
+
+    steps = [
+        ExportStep(
             "savedmodel",
-            f"tfserving/{model_name}/{version}",
-            agreement,
-            _tree_size(savedmodel_dir),
+            "SavedModel",
+            build=build_savedmodel,
+            evaluate=lambda path: savedmodel_logits(path, images),
+            destination=repo.tfserving_version_dir(model_name, version),
+            min_agreement=args.min_agreement,
+            max_abs_diff=args.max_abs_diff,
             details={"signature": SIGNATURE, "input": INPUT_NAME, "outputs": OUTPUT_NAMES},
-        )
-
-        onnx_path = staging / "model.onnx"
-        write_onnx(model, onnx_path, size, args.opset)
-        agreement = compare_logits(reference, onnx_logits(onnx_path, images), labels)
-        enforce_gate("ONNX", agreement, **gate)
-        records["onnx"] = _record(
+        ),
+        ExportStep(
             "onnx",
-            f"triton/{model_name}/{version}/model.onnx",
-            agreement,
-            onnx_path.stat().st_size,
+            "ONNX",
+            build=build_onnx,
+            evaluate=lambda path: onnx_logits(path, images),
+            destination=repo.triton_onnx(model_name, version),
+            min_agreement=args.min_agreement,
+            max_abs_diff=args.max_abs_diff,
             details={
                 "opset": args.opset,
                 "converter": "tf2onnx",
                 "runtime": "onnxruntime CPUExecutionProvider",
             },
-        )
-
-        tflite_bytes: dict[str, bytes] = {}
-        if not args.skip_tflite:
-            calibration_split = data.representative_sample(
-                train_split, args.calibration_images, config["seed"]
-            )
-            calibration, _ = data.eval_arrays(calibration_split, size, config["val_resize_size"])
-            tflite_bytes = tflite_models(savedmodel_dir, calibration)
-            threads = usable_cores()
-            for variant, content in tflite_bytes.items():
-                logits, latency = tflite_logits(content, images, threads)
-                agreement = compare_logits(reference, logits, labels)
-                enforce_gate(
-                    f"TFLite {variant}", agreement, **(gate if variant == "fp32" else quantized_gate)
-                )
-                records[f"tflite_{variant}"] = _record(
+        ),
+    ]
+    quantization = {
+        "fp32": "none",
+        "dynamic": "int8 weights, float activations",
+        "int8": f"int8 weights and activations, float32 input/output, calibrated on "
+        f"{min(args.calibration_images, len(train_split))} training images",
+    }
+    if not args.skip_tflite:
+        for variant in TFLITE_VARIANTS:
+            steps.append(
+                ExportStep(
                     f"tflite_{variant}",
-                    f"edge/{model_name}/model_{variant}.tflite",
-                    agreement,
-                    len(content),
-                    latency_ms_per_image=latency,
+                    f"TFLite {variant}",
+                    build=build_tflite(variant),
+                    evaluate=evaluate_tflite,
+                    destination=repo.tflite(model_name, variant),
+                    # The quantized models are gated on agreement only.
+                    min_agreement=args.min_agreement if variant == "fp32" else args.quantized_min_agreement,
+                    max_abs_diff=args.max_abs_diff if variant == "fp32" else None,
                     details={
                         "interpreter": "ai_edge_litert",
                         "threads": threads,
                         "batch": 1,
-                        "quantization": {
-                            "fp32": "none",
-                            "dynamic": "int8 weights, float activations",
-                            "int8": f"int8 weights and activations, float32 input/output, "
-                            f"calibrated on {len(calibration)} training images",
-                        }[variant],
+                        "quantization": quantization[variant],
                     },
                 )
+            )
 
-        # Every gate passed: publish, newest version last so servers never see half a version.
-        version_dir = repo.tfserving_version_dir(model_name, version)
-        version_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(savedmodel_dir, version_dir)
-        onnx_target = repo.triton_onnx(model_name, version)
-        onnx_target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(onnx_path, onnx_target)
+    def write_configs() -> None:
         spec = TritonModelSpec(model_name, INPUT_NAME, [size, size, 3], "logits", len(config["class_names"]))
-        _atomic_text(repo.triton_config(model_name), render_config(spec, "onnxruntime"))
-        for variant, content in tflite_bytes.items():
-            _atomic_bytes(repo.tflite(model_name, variant), content)
+        atomic_write_text(repo.triton_config(model_name), render_config(spec, "onnxruntime"))
+        write_tfserving_configs(repo, args.tfserving_base_path, num_batch_threads=threads)
 
-        from trainer_tf.tfserving_config import write_tfserving_configs
-
-        write_tfserving_configs(repo, args.tfserving_base_path, num_batch_threads=usable_cores())
-
-        manifest = _manifest(
+    def manifest(records: dict[str, ExportRecord]) -> Manifest:
+        result = _manifest(
             config, best, history, model_name, version, data_root, records, count_parameters(model)
         )
-        manifest.framework_version = tf.__version__
-        manifest.environment = environment()
-        write_manifest(repo.manifest_path(model_name), manifest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _log_summary(repo, manifest)
-    return manifest
+        result.framework_version = tf.__version__
+        result.environment = environment()
+        return result
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    from imgbench.atomic import atomic_write_text
-
-    atomic_write_text(path, text)
-
-
-def _atomic_bytes(path: Path, content: bytes) -> None:
-    from imgbench.atomic import atomic_write_bytes
-
-    atomic_write_bytes(path, content)
+    return run_export(
+        ExportJob(
+            model=model_name,
+            version=version,
+            repository=repo,
+            reference=reference,
+            labels=labels,
+            steps=steps,
+            manifest=manifest,
+            write_configs=write_configs,
+            version_dirs=[
+                repo.tfserving_version_dir(model_name, version),
+                repo.triton_version_dir(model_name, version),
+            ],
+        )
+    )
 
 
 def _manifest(config, best, history, model_name, version, data_root, records, parameters) -> Manifest:
@@ -405,21 +386,3 @@ def _manifest(config, best, history, model_name, version, data_root, records, pa
         ),
         exports=records,
     )
-
-
-def _log_summary(repo: ModelRepository, manifest: Manifest) -> None:
-    for name, record in manifest.exports.items():
-        latency = (
-            f"  {record.latency_ms_per_image:.3f} ms/image" if record.latency_ms_per_image is not None else ""
-        )
-        log.info(
-            "%-15s agreement %.2f%%  max|Δ| %.2e  accuracy %.2f%%  %.2f MB%s  %s",
-            name,
-            100 * (record.top1_agreement or 0),
-            record.max_abs_logit_diff or 0,
-            100 * (record.accuracy or 0),
-            (record.size_bytes or 0) / 1e6,
-            latency,
-            record.path,
-        )
-    log.info("wrote %s (version %d)", repo.manifest_path(manifest.model), manifest.version)
