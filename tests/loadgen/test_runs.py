@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -246,3 +247,45 @@ def test_slo_search_finds_a_rate_below_the_servers_capacity(
     failed = [p for p in search["probes"] if not p["passed"]]
     assert failed and min(p["rate"] for p in failed) > search["max_rate"], search["probes"]
     assert len(summary["points"]) == len(search["probes"])  # every probe's result point, for the report
+
+
+def listening_addresses(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket the process and its children listen on."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return {
+        (conn.laddr.ip, conn.laddr.port)
+        for member in (process, *process.children(recursive=True))
+        for conn in member.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN
+    }
+
+
+def test_started_directly_the_web_ui_and_exporter_bind_loopback_only(
+    start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    server = start_fake_triton()
+    web_port, metrics_port = free_port(), free_port()
+    # No --web-host: Locust alone would bind every interface; `python -m loadgen` binds 127.0.0.1.
+    process = subprocess.Popen(
+        loadgen_argv(
+            "--backend", "triton", "--target", server.target, "--model", MODEL,
+            "--model-repository", str(fake_repository), "--web-port", str(web_port),
+            "--metrics-port", str(metrics_port), "--results-dir", str(tmp_path / "results"),
+        ),
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "LOCUST_WEB_HOST"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        listening: set[tuple[str, int]] = set()
+        while time.monotonic() < deadline and {web_port, metrics_port} - {p for _, p in listening}:
+            assert process.poll() is None, f"loadgen exited {process.returncode}"
+            time.sleep(0.5)
+            listening = listening_addresses(process.pid)
+        assert {web_port, metrics_port} <= {p for _, p in listening}, listening
+        assert {address for address, _ in listening} == {"127.0.0.1"}, listening
+    finally:
+        process.kill()
+        process.wait(timeout=10)

@@ -200,3 +200,13 @@ def test_options_name_the_offending_value(tmp_path: Path) -> None:
         LoadOptions.from_parsed(
             parse("--backend", "torchserve", "--torchserve-key-file", str(tmp_path / "missing.json"))
         )
+
+
+def test_web_ui_binds_loopback_unless_asked_otherwise() -> None:
+    from loadgen.__main__ import DEFAULT_WEB_HOST, with_defaults
+
+    assert with_defaults(["--headless"], environ={})[:2] == ["--web-host", DEFAULT_WEB_HOST]
+    # compose and k8s ask for every interface, by flag or by Locust's variable: that is kept.
+    assert with_defaults(["--master", "--web-host=0.0.0.0"], environ={}).count("--web-host=0.0.0.0") == 1
+    assert "--web-host" not in with_defaults(["--master"], environ={"LOCUST_WEB_HOST": "0.0.0.0"})
+    assert with_defaults(["--web-host", "::1"], environ={}).count("--web-host") == 1
