@@ -159,6 +159,38 @@ def test_torchserve_token_auth_is_on_and_the_key_reaches_the_loadgen(compose: di
         assert key_file == "/run/torchserve-auth/key_file.json", name
 
 
+# Non-root uid each service runs as: the project's images 1000 (owner of the shared volumes), the
+# Prometheus images nobody (65534, as their images and offline stand-ins run), Grafana its image's 472.
+SERVICE_UIDS = {"prometheus": 65534, "pushgateway": 65534, "grafana": 472}
+PROJECT_UID = 1000
+# The only root service: a one-shot chown of the fresh named volumes, without a network.
+ROOT_SERVICES = {"volumes-init"}
+
+
+def test_every_service_runs_as_a_non_root_user(compose: dict) -> None:
+    for name, service in _services(compose).items():
+        user = str(service.get("user", ""))
+        assert re.fullmatch(r"\d+:\d+", user), f"{name}: set user: UID:GID explicitly, got {user!r}"
+        uid = int(user.split(":")[0])
+        if name in ROOT_SERVICES:
+            assert uid == 0 and service["network_mode"] == "none", name
+            assert service["command"][0] == "chown", f"{name}: root only to chown the volumes"
+            continue
+        expected = SERVICE_UIDS.get(name, PROJECT_UID)
+        assert uid == expected, f"{name}: runs as uid {uid}, expected the non-root {expected}"
+
+
+def test_the_loadgen_master_asks_for_every_interface_inside_the_network(
+    compose: dict, k8s_cpu: list[dict]
+) -> None:
+    # `python -m loadgen` binds its web UI to 127.0.0.1 unless told otherwise; in a container the
+    # published port (127.0.0.1 on the host) needs the UI on the container's every interface.
+    assert "--web-host=0.0.0.0" in _services(compose)["loadgen"]["command"]
+    (deployment,) = [d for d in k8s_cpu if d["kind"] == "Deployment" and d["metadata"]["name"] == "loadgen"]
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "loadgen"]
+    assert "--web-host=0.0.0.0" in [*container.get("command", []), *container.get("args", [])]
+
+
 def test_observability_mounts_the_deploy_files(compose: dict) -> None:
     services = _services(compose)
     for mount in services["prometheus"]["volumes"] + services["grafana"]["volumes"]:
