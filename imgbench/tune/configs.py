@@ -24,6 +24,7 @@ from imgbench import servers
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import ImgbenchError
 from imgbench.load_results import ConfigValue
+from imgbench.triton_config import INTRA_OP_KEY
 
 MAX_ENQUEUED_BATCHES = 100
 
@@ -70,9 +71,10 @@ def triton_config(text: str, config: Mapping[str, ConfigValue]) -> str:
         text = _sub(r"count:\s*\d+", f"count: {_int(config, 'instance_count')}", text, "instance_group count")
     if "ort_threads" in config:
         threads = _int(config, "ort_threads")
-        text = re.sub(r'parameters\s*\{\s*key:\s*"intra_op_threads"[^}]*\}\s*\}\s*', "", text)
+        # The onnxruntime backend's key; the python model reads the same one (imgbench.triton_config).
+        text = re.sub(r'parameters\s*\{\s*key:\s*"intra_op_thread(?:s|_count)"[^}]*\}\s*\}\s*', "", text)
         text = text.rstrip("\n") + (
-            f'\nparameters {{\n  key: "intra_op_threads"\n  value: {{ string_value: "{threads}" }}\n}}\n'
+            f'\nparameters {{\n  key: "{INTRA_OP_KEY}"\n  value: {{ string_value: "{threads}" }}\n}}\n'
         )
     return text
 

@@ -118,7 +118,7 @@ def test_configs_are_the_files_each_server_reads(tmp_path: Path) -> None:
     )
     assert "max_batch_size: 16" in text and "preferred_batch_size: [ 4, 8 ]" in text
     assert "max_queue_delay_microseconds: 500" in text and "count: 2" in text
-    assert 'key: "intra_op_threads"' in text and 'string_value: "2"' in text
+    assert 'key: "intra_op_thread_count"' in text and 'string_value: "2"' in text
     batching = tfserving_batching({"max_batch_size": 8, "batch_timeout_micros": 1000, "num_batch_threads": 2})
     assert "max_batch_size { value: 8 }" in batching and "num_batch_threads { value: 2 }" in batching
     files = write_ready_configs(

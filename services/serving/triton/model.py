@@ -38,10 +38,11 @@ class TritonPythonModel:
         parameters = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         options = ort.SessionOptions()
         # One thread per instance by default: on a 2-core machine more threads only oversubscribe.
+        # The onnxruntime backend's parameter keys (imgbench.triton_config), so both variants agree.
         options.intra_op_num_threads = int(
-            parameters.get("intra_op_threads", os.environ.get("ORT_THREADS", "1"))
+            parameters.get("intra_op_thread_count", os.environ.get("ORT_THREADS", "1"))
         )
-        options.inter_op_num_threads = 1
+        options.inter_op_num_threads = int(parameters.get("inter_op_thread_count", "1"))
         onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         self.logger.log_info(

@@ -17,7 +17,7 @@ from tritonclient.grpc import model_config_pb2
 
 from imgbench.manifest import load_manifest
 from imgbench.paths import ModelRepository
-from imgbench.triton_config import TritonModelSpec, render_config
+from imgbench.triton_config import INTER_OP_KEY, INTRA_OP_KEY, TritonModelSpec, render_config
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,14 @@ def python_spec(onnx_config_text: str) -> TritonModelSpec:
         preferred_batch_sizes=tuple(batching.preferred_batch_size) or TritonModelSpec.preferred_batch_sizes,
         max_queue_delay_us=batching.max_queue_delay_microseconds or TritonModelSpec.max_queue_delay_us,
         instance_count=sum(g.count for g in config.instance_group) or 1,
+        intra_op_threads=_int_parameter(config, INTRA_OP_KEY, TritonModelSpec.intra_op_threads),
+        inter_op_threads=_int_parameter(config, INTER_OP_KEY, TritonModelSpec.inter_op_threads),
     )
+
+
+def _int_parameter(config: model_config_pb2.ModelConfig, key: str, default: int) -> int:
+    value = config.parameters[key].string_value if key in config.parameters else ""
+    return int(value) if value else default
 
 
 def _write_if_changed(path: Path, data: bytes) -> bool:
