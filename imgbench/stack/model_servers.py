@@ -15,6 +15,7 @@ READY worker; Triton server ready and every model ready; every stand-in model AV
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -99,6 +100,18 @@ def render_torchserve_config(template: str, overrides: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def torchserve_allowed_urls(store: Path) -> str:
+    r"""``allowed_urls`` admitting only files inside ``store``: a Java regex, as a .properties value.
+
+    The path is escaped (a ``.`` in it matches only a dot), and each backslash doubled because
+    java.util.Properties reads ``\.`` as ``.``.
+
+    >>> print(torchserve_allowed_urls(Path("/models/torch.serve")))
+    file:///models/torch\\.serve/.*
+    """
+    return f"file://{re.escape(str(store))}/.*".replace("\\", "\\\\")
+
+
 def _torchserve_keys(workdir: Path) -> dict[str, str]:
     path = workdir / "key_file.json"
     try:
@@ -126,7 +139,7 @@ def _torchserve(ctx: StackContext) -> LaunchPlan:
         "grpc_management_port": str(ports["grpc_management"]),
         "model_store": str(store),
         "load_models": ",".join(f"{m}={m}.mar" for m in models),
-        "allowed_urls": f"file://{store}/.*",
+        "allowed_urls": torchserve_allowed_urls(store),
         # Natively everything binds 127.0.0.1 and keys would expire mid-run; containers keep it on.
         "disable_token_authorization": "false" if token_auth else "true",
         "vmargs": f"-Xmx1g -XX:+ExitOnOutOfMemoryError -Djava.io.tmpdir={tmpdir}",
