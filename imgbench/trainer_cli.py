@@ -323,6 +323,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output_dir: str) 
     group.add_argument("--no-export", action="store_true", help="stop after training (default: export)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar (default: on a terminal)")
     group.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="train once per seed --seed, --seed+1, ...: each run in <output-dir>/seed-<seed>, the first "
+        "seed's model exported, every seed's figures with mean and 95%% CI in <output-dir>/repeats.json "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
         "--if-exists",
         choices=IF_EXISTS_CHOICES,
         default="overwrite",
@@ -422,6 +430,25 @@ def check_recipe(args: argparse.Namespace) -> None:
         raise ImgbenchError(f"--threads must be at least 1, got {args.threads}")
     if args.resume and args.output_dir is None:
         raise ImgbenchError("--resume needs --output-dir: the run folder to continue")
+
+
+def repeat_runs(args: argparse.Namespace, default_output_dir: Path) -> list[argparse.Namespace]:
+    """``--repeats N``: N copies of ``args`` with seeds ``seed .. seed+N-1``, each with its own run folder
+    ``<output-dir>/seed-<seed>``; ``[args]`` itself when N is 1."""
+    if args.repeats < 1:
+        raise ImgbenchError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.repeats == 1:
+        return [args]
+    if "RANK" in os.environ:
+        raise ImgbenchError("--repeats runs the seeds one after another; start it without torchrun")
+    base = Path(args.output_dir or default_output_dir)
+    runs = []
+    for offset in range(args.repeats):
+        run = argparse.Namespace(**vars(args))
+        run.seed, run.repeats = args.seed + offset, 1
+        run.output_dir = base / f"seed-{run.seed}"
+        runs.append(run)
+    return runs
 
 
 def skip_existing(args: argparse.Namespace, model: str) -> bool:

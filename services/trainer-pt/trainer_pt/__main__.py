@@ -123,16 +123,24 @@ def run_train(args: argparse.Namespace) -> None:
     trainer_cli.check_recipe(args)
     if trainer_cli.skip_existing(args, model_name("pytorch", args.model)):
         return
+    from trainer_pt.train import default_output_dir
     from trainer_pt.train import main as train_main
 
-    run_dir = train_main(args)
+    # --repeats N: one run per seed, one after another; the first seed's model is the exported one.
+    runs = trainer_cli.repeat_runs(args, default_output_dir(args.model))
+    run_dirs = {run.seed: train_main(run) for run in runs}
+    if len(runs) > 1:
+        from imgbench.training_log import write_repeats
+
+        log.info("wrote %s", write_repeats(Path(runs[0].output_dir).parent, run_dirs))
     # Exports are single-process work: under torchrun only rank 0 does them, after the group is gone.
     if args.no_export or int(os.environ.get("RANK", "0")) != 0:
         return
     from trainer_pt.export import export_run
 
-    args.run_dir = run_dir
-    export_run(args)
+    first = runs[0]
+    first.run_dir = run_dirs[first.seed]
+    export_run(first)
 
 
 def run_export(args: argparse.Namespace) -> None:

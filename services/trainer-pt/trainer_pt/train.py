@@ -341,6 +341,10 @@ def main(args: argparse.Namespace) -> Path:
         return _train(args, run_dir, dist_info, stop)
     finally:
         cleanup(dist_info)
+        # One run's log file only: --repeats trains the next seed in this process.
+        for handler in [h for h in logging.getLogger().handlers if getattr(h, "imgbench_run_log", False)]:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def load_run_splits(args: argparse.Namespace) -> Splits:
@@ -533,5 +537,6 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
 
 def _add_file_log(run_dir: Path) -> None:
     handler = logging.FileHandler(run_dir / LOG_NAME, encoding="utf-8")
+    handler.imgbench_run_log = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -121,13 +121,19 @@ def main(args: argparse.Namespace) -> int:
         trainer_cli.check_recipe(args)
         if trainer_cli.skip_existing(args, model_name("tensorflow", args.model)):
             return 0
-        from trainer_tf.train import train
+        from trainer_tf.train import default_run_dir, train
 
-        run_dir = train(args)
+        # --repeats N: one run per seed, one after another; the first seed's model is the exported one.
+        runs = trainer_cli.repeat_runs(args, default_run_dir(args.model))
+        run_dirs = {run.seed: train(run) for run in runs}
+        if len(runs) > 1:
+            from imgbench.training_log import write_repeats
+
+            log.info("wrote %s", write_repeats(Path(runs[0].output_dir).parent, run_dirs))
         if not args.no_export:
             from trainer_tf.export import export_run
 
-            export_run(run_dir, args)
+            export_run(run_dirs[runs[0].seed], runs[0])
     elif args.command == "export":
         from trainer_tf.export import export_run
 
