@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from imgbench.devices import require_gpu
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -28,6 +30,8 @@ class DistInfo:
 
 def init_distributed(device_request: str = "auto", threads: int | None = None) -> DistInfo:
     """Read torchrun's environment, pick the device, join the process group when there is one."""
+    # --device cuda without a GPU is an error, never a quiet run on the CPU.
+    require_gpu(device_request, torch.cuda.device_count() if torch.cuda.is_available() else 0, "PyTorch")
     use_cuda = torch.cuda.is_available() if device_request == "auto" else device_request == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

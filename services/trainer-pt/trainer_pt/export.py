@@ -31,8 +31,8 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
-from imgbench.atomic import atomic_write_text
 from imgbench.data.imagefolder import read_dataset_info
+from imgbench.devices import gpu_environment
 from imgbench.errors import ImgbenchError
 from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
 from imgbench.manifest import (
@@ -43,9 +43,10 @@ from imgbench.manifest import (
     Manifest,
     TrainingFigures,
 )
+from imgbench.onnx_gpu import cuda_provider_details
 from imgbench.paths import ModelRepository, model_name
 from imgbench.training_log import read_epochs
-from imgbench.triton_config import TritonModelSpec, render_config
+from imgbench.triton_config import TritonModelSpec, gpu_config, tensorrt_record, write_triton_configs
 from trainer_pt import checkpoint as ckpt
 from trainer_pt.data import load_splits
 from trainer_pt.models import build_model, count_parameters
@@ -217,7 +218,7 @@ def environment() -> dict[str, str]:
         "machine": platform.machine(),
         "cpu": _cpu_name(),
         "cpu_count": str(os.cpu_count()),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        **gpu_environment(torch.cuda.device_count() if torch.cuda.is_available() else 0, torch.version.cuda),
     }
 
 
@@ -229,21 +230,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def _tensorrt_record(repo: ModelRepository, name: str, version: int) -> ExportRecord:
-    path = repo.triton_plan(name, version).relative_to(repo.root).as_posix()
-    if not torch.cuda.is_available():
-        reason = "no CUDA device: TensorRT engines are built on the GPU that serves them"
-    else:
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
-            reason = "CUDA is present but the tensorrt package is not installed in this environment"
-        else:
-            reason = "TensorRT engine building is not implemented in trainer-pt yet"
-    log.info("TensorRT export skipped: %s", reason)
-    return ExportRecord(format="tensorrt", path=path, status="skipped", reason=reason)
 
 
 def export_run(args: argparse.Namespace) -> Manifest:
@@ -336,13 +322,19 @@ def export_run(args: argparse.Namespace) -> Manifest:
             "onnx",
             "onnx",
             build=build_onnx,
-            evaluate=lambda path: _onnx_logits(path, loader),
+            evaluate=lambda path: Evaluation(
+                _onnx_logits(path, loader),
+                details=cuda_provider_details(
+                    path, lambda session: _session_logits(session, loader), reference, labels
+                ),
+            ),
             destination=repo.triton_onnx(name, version),
             min_agreement=args.min_agreement,
             max_abs_diff=args.max_abs_diff,
             details={
                 "opset": args.opset,
                 "triton_config": repo.triton_config(name).relative_to(repo.root).as_posix(),
+                "triton_gpu_config": gpu_config(repo, name).relative_to(repo.root).as_posix(),
                 "triton_backends": ["onnxruntime", "python"],
             },
         ),
@@ -406,15 +398,21 @@ def export_run(args: argparse.Namespace) -> Manifest:
             labels=labels,
             steps=steps,
             manifest=manifest,
-            skipped={"tensorrt": _tensorrt_record(repo, name, version)},
-            write_configs=lambda: atomic_write_text(
-                repo.triton_config(name), render_config(spec, "onnxruntime")
-            ),
+            skipped={"tensorrt": tensorrt_record(repo, name, version)},
+            # CPU config.pbtxt and the GPU server's configs/gpu.pbtxt (imgbench.triton_config).
+            write_configs=lambda: _write_triton_configs(repo, spec),
             version_dirs=[repo.triton_version_dir(name, version)],
         )
     )
 
 
+def _write_triton_configs(repo: ModelRepository, spec: TritonModelSpec) -> None:
+    write_triton_configs(repo, spec)
+
+
 def _onnx_logits(path: Path, loader: DataLoader) -> np.ndarray:
-    session = ort_session(path)
+    return _session_logits(ort_session(path), loader)
+
+
+def _session_logits(session: ort.InferenceSession, loader: DataLoader) -> np.ndarray:
     return loader_logits(lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy()})[0], loader)
