@@ -94,3 +94,63 @@ def truncate_after(run_dir: Path, last_epoch: int) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / JSONL_NAME, "".join(json.dumps(row) + "\n" for row in kept))
     atomic_write_text(run_dir / CSV_NAME, _csv_text(kept, header=True))
+
+
+# -- repeats (--repeats N: one run per seed) --------------------------------------------------------------
+REPEATS_NAME = "repeats.json"
+# Two-sided 95% Student t quantiles by degrees of freedom (scipy.stats.t.ppf(0.975, df)); the normal's
+# 1.96 beyond the table.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def mean_ci95(values: list[float]) -> dict[str, float | int | None]:
+    """Mean and the half-width of its 95% confidence interval across repeats (Student t); with one
+    value the half-width is None: one run cannot tell run-to-run noise.
+
+    >>> mean_ci95([1.0, 2.0, 3.0])["ci95"]
+    2.484...
+    """
+    import statistics
+
+    n = len(values)
+    mean = statistics.fmean(values) if values else float("nan")
+    if n < 2:
+        return {"n": n, "mean": mean, "ci95": None}
+    half = _T975.get(n - 1, 1.96) * statistics.stdev(values) / n**0.5
+    return {"n": n, "mean": mean, "ci95": half}
+
+
+def summarize_repeats(runs: dict[int, Path]) -> dict[str, object]:
+    """Per seed: best top-1, mean s/epoch and img/s after the first epoch, peak memory; then mean ± 95%
+    CI across seeds for each. ``runs`` maps seed -> run folder."""
+    per_seed = []
+    for seed, run_dir in sorted(runs.items()):
+        history = read_epochs(run_dir)
+        if not history:
+            raise ValueError(f"{run_dir} (seed {seed}) has no finished epoch; train it first")
+        steady = history[1:] if len(history) > 1 else history
+        per_seed.append(
+            {
+                "seed": seed,
+                "run_dir": str(run_dir),
+                "epochs": len(history),
+                "top1": max(r.top1 for r in history),
+                "seconds_per_epoch": sum(r.seconds for r in steady) / len(steady),
+                "images_per_second": sum(r.images_per_second for r in steady) / len(steady),
+                "peak_memory_bytes": max(r.peak_memory_bytes for r in history),
+            }
+        )
+    figures = ("top1", "seconds_per_epoch", "images_per_second", "peak_memory_bytes")
+    return {
+        "seeds": [row["seed"] for row in per_seed],
+        "per_seed": per_seed,
+        "across_seeds": {name: mean_ci95([float(row[name]) for row in per_seed]) for name in figures},
+    }
+
+
+def write_repeats(base: Path, runs: dict[int, Path]) -> Path:
+    """``base/repeats.json``: :func:`summarize_repeats` of every seed's run folder."""
+    path = Path(base) / REPEATS_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summarize_repeats(runs), indent=2) + "\n", encoding="utf-8")
+    return path
