@@ -43,7 +43,14 @@ def test_manifest_describes_every_export_and_the_gate_passed(repo: ModelReposito
     assert manifest.input.name == "image" and manifest.input.layout == "NHWC"
     assert manifest.input.shape == [None, IMAGE_SIZE, IMAGE_SIZE, 3]
     assert manifest.output_names == ["logits", "probabilities"]
-    assert set(manifest.exports) == {"savedmodel", "onnx", "tflite_fp32", "tflite_dynamic", "tflite_int8"}
+    assert set(manifest.exports) == {
+        "savedmodel", "onnx", "tflite_fp32", "tflite_dynamic", "tflite_int8", "tensorrt",
+    }  # fmt: skip
+    # No TensorRT plan; the GPU Triton runs ONNX through the TensorRT execution provider (issue 14).
+    tensorrt = manifest.exports["tensorrt"]
+    assert tensorrt.status == "skipped" and tensorrt.details["plan"] is False
+    assert manifest.exports["onnx"].details["cuda_execution_provider"]["status"] == "skipped"
+    assert manifest.environment["gpu_count"] == "0" and manifest.environment["cuda"] == "none"
     for name in ("savedmodel", "onnx", "tflite_fp32"):
         record = manifest.exports[name]
         assert record.n == manifest.dataset.num_eval == 359
@@ -92,6 +99,9 @@ def test_onnx_and_triton_layout(repo: ModelRepository) -> None:
     assert f'name: "{MODEL}"' in config and 'platform: "onnxruntime_onnx"' in config
     assert 'name: "image"' in config and f"dims: [ {IMAGE_SIZE}, {IMAGE_SIZE}, 3 ]" in config
     assert 'name: "logits"' in config and "dims: [ 10 ]" in config
+    assert "KIND_CPU" in config and "tensorrt" not in config
+    gpu = (repo.triton_model_dir(MODEL) / "configs" / "gpu.pbtxt").read_text()
+    assert "KIND_GPU" in gpu and 'name: "tensorrt"' in gpu and 'name: "image"' in gpu
 
 
 def test_tfserving_configs_next_to_the_models(repo: ModelRepository) -> None:

@@ -19,10 +19,10 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from imgbench.atomic import atomic_write_text
 from imgbench.data.imagefolder import read_dataset_info
 from imgbench.errors import ImgbenchError
 from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
@@ -33,9 +33,10 @@ from imgbench.manifest import (
     Manifest,
     TrainingFigures,
 )
+from imgbench.onnx_gpu import cuda_provider_details
 from imgbench.paths import ModelRepository
 from imgbench.training_log import read_epochs
-from imgbench.triton_config import TritonModelSpec, render_config
+from imgbench.triton_config import TritonModelSpec, gpu_config, tensorrt_record, write_triton_configs
 from trainer_tf import data
 from trainer_tf.checkpoint import BEST_STATE, BEST_WEIGHTS, read_config, read_json
 
@@ -143,7 +144,11 @@ def savedmodel_logits(path: Path, images: np.ndarray) -> np.ndarray:
 def onnx_logits(path: Path, images: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session_logits(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), images)
+
+
+def session_logits(session: Any, images: np.ndarray) -> np.ndarray:
+    """The eval images through an ONNX Runtime session, in batches."""
     return np.concatenate(
         [
             session.run(["logits"], {INPUT_NAME: images[i : i + EVAL_BATCH]})[0]
@@ -254,7 +259,12 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
             "onnx",
             "ONNX",
             build=build_onnx,
-            evaluate=lambda path: onnx_logits(path, images),
+            evaluate=lambda path: Evaluation(
+                onnx_logits(path, images),
+                details=cuda_provider_details(
+                    path, lambda session: session_logits(session, images), reference, labels
+                ),
+            ),
             destination=repo.triton_onnx(model_name, version),
             min_agreement=args.min_agreement,
             max_abs_diff=args.max_abs_diff,
@@ -262,6 +272,8 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
                 "opset": args.opset,
                 "converter": "tf2onnx",
                 "runtime": "onnxruntime CPUExecutionProvider",
+                "triton_config": repo.triton_config(model_name).relative_to(repo.root).as_posix(),
+                "triton_gpu_config": gpu_config(repo, model_name).relative_to(repo.root).as_posix(),
             },
         ),
     ]
@@ -294,7 +306,7 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
 
     def write_configs() -> None:
         spec = TritonModelSpec(model_name, INPUT_NAME, [size, size, 3], "logits", len(config["class_names"]))
-        atomic_write_text(repo.triton_config(model_name), render_config(spec, "onnxruntime"))
+        write_triton_configs(repo, spec)  # config.pbtxt (CPU) and configs/gpu.pbtxt (GPU server)
         write_tfserving_configs(repo, args.tfserving_base_path, num_batch_threads=threads)
 
     def manifest(records: dict[str, ExportRecord]) -> Manifest:
@@ -314,6 +326,7 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
             labels=labels,
             steps=steps,
             manifest=manifest,
+            skipped={"tensorrt": tensorrt_record(repo, model_name, version)},
             write_configs=write_configs,
             version_dirs=[
                 repo.tfserving_version_dir(model_name, version),

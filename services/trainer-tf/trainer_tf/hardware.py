@@ -47,5 +47,16 @@ def environment() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     versions["device"] = describe_device()
+    versions.update(_gpu_environment())
     versions["platform"] = platform.platform()
     return versions
+
+
+def _gpu_environment() -> dict[str, str]:
+    """GPU name, count, driver and TensorFlow's CUDA build (``imgbench.devices``)."""
+    import tensorflow as tf
+
+    from imgbench.devices import gpu_environment
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return gpu_environment(len(gpus), tf.sysconfig.get_build_info().get("cuda_version"))
