@@ -90,4 +90,10 @@ def load_resume_state(run_dir: Path) -> dict[str, Any]:
         if not previous.exists():
             raise
         log.warning("%s; falling back to %s", exc, previous)
-        return load_checkpoint(previous)
+        try:
+            return load_checkpoint(previous)
+        except CheckpointError as previous_exc:
+            raise CheckpointError(
+                f"--resume: no checkpoint of {run_dir} loads ({exc}; {previous_exc}); "
+                "start a new run without --resume or in another --output-dir"
+            ) from None

@@ -103,17 +103,22 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         candidates = [state] + ([state["previous"]] if state.get("previous") else [])
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
+        failures = []
         for candidate in candidates:
             path = self.backup_path / candidate["weights"]
             try:
                 self.model.load_weights(path)
             except (OSError, ValueError) as exc:
                 log.warning("checkpoint %s does not load (%s); trying the previous one", path, exc)
+                failures.append(f"{path.name}: {type(exc).__name__}: {exc}")
                 continue
             self.model._initial_epoch = int(candidate["epoch"])  # how fit() learns where to start
             log.info("resumed from %s: %d epoch(s) done", path, candidate["epoch"])
             return
-        raise ImgbenchError(f"no checkpoint in {self.backup_path} loads; start a new run without --resume")
+        raise ImgbenchError(
+            f"no checkpoint in {self.backup_path} loads ({'; '.join(failures)}); "
+            "start a new run without --resume"
+        )
 
     def on_train_begin(self, logs=None) -> None:
         self._load_model()  # the parent's fallback copies files in place; ours reads state.json
