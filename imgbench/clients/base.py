@@ -16,8 +16,9 @@ import numpy as np
 from imgbench import servers
 from imgbench.clients.errors import InferenceError, from_rpc_error
 from imgbench.clients.tensors import batch_problem
-from imgbench.load_results import ServerIdentity
+from imgbench.load_results import ConfigValue, ServerIdentity
 from imgbench.manifest import Manifest, load_manifest
+from imgbench.parallelism import server_threads
 from imgbench.paths import ModelRepository
 
 
@@ -138,6 +139,13 @@ class InferenceClient(ABC):
         itself (TorchServe's gRPC API has no version call) is named by what answered its health call."""
         spec = servers.get_server(self.backend)
         return ServerIdentity(backend=self.backend, implementation=spec.label, stand_in=False)
+
+    def server_config(self, model: str) -> dict[str, ConfigValue]:
+        """The settings ``model`` is served with (threads, workers, device), for load results. A server
+        that cannot report them gets the ones imgbench configures for it (``imgbench.parallelism``),
+        and ``config_source`` says which it is."""
+        source = "imgbench defaults (not reported by the server)"
+        return {**server_threads(self.backend), "config_source": source}
 
     # -- for subclasses ------------------------------------------------------------------------
     @abstractmethod

@@ -9,12 +9,13 @@ from typing import Any, ClassVar
 
 import grpc
 import numpy as np
-from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from imgbench.clients.base import InferenceClient
 from imgbench.clients.tensors import BY_TRITON, wire_dtype
-from imgbench.load_results import ServerIdentity
+from imgbench.load_results import ConfigValue, ServerIdentity
 from imgbench.manifest import Manifest
+from imgbench.triton_config import INTER_OP_KEY, INTRA_OP_KEY
 
 
 class TritonClient(InferenceClient):
@@ -83,6 +84,25 @@ class TritonClient(InferenceClient):
             stand_in=False,
             runtime=f"{answer.platform} backend" if answer.platform else None,
         )
+
+    def server_config(self, model: str) -> dict[str, ConfigValue]:
+        """What Triton says it loaded for ``model``: instance kind and count, ONNX Runtime's thread
+        counts, and the GPU execution accelerator (``none`` unless the config names one)."""
+        answer = self._call(self._stub.ModelConfig, service_pb2.ModelConfigRequest(name=model), model)
+        config = answer.config
+        parameters = {key: value.string_value for key, value in config.parameters.items()}
+        kinds = sorted({model_config_pb2.ModelInstanceGroup.Kind.Name(g.kind) for g in config.instance_group})
+        accelerators = [a.name for a in config.optimization.execution_accelerators.gpu_execution_accelerator]
+        result: dict[str, ConfigValue] = {
+            "instance_kind": ",".join(kinds) or "KIND_AUTO",
+            "instance_count": sum(g.count for g in config.instance_group) or 1,
+            "execution_accelerator": ",".join(accelerators) or "none",
+            "config_source": "Triton model config",
+        }
+        for key, name in ((INTRA_OP_KEY, "ort_threads"), (INTER_OP_KEY, "ort_inter_op_threads")):
+            if parameters.get(key):
+                result[name] = int(parameters[key])
+        return result
 
     def statistics(self, model: str) -> dict[str, int]:
         """Requests and executions the server counted for ``model`` (batching evidence)."""

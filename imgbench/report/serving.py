@@ -67,6 +67,33 @@ def _compute_ms(timings: ServerTimings) -> float | None:
     return sum(known) if known else None
 
 
+def server_settings(measured: list[LoadPoint]) -> list[str]:
+    """Each server's threads, workers and device as recorded with its points (``server_config``): what
+    the server reported (Triton's model config) or what imgbench configured, as ``config_source`` says.
+    An execution accelerator (TensorRT) is named only where the server reported one."""
+    settings: dict[tuple[str, str], dict[str, object]] = {}
+    for point in measured:
+        if point.server_config:
+            settings.setdefault((backend_label(point), point.model), dict(point.server_config))
+    if not settings:
+        return []
+    rows = [
+        [
+            server,
+            model,
+            ", ".join(f"{k}={v}" for k, v in sorted(config.items()) if k != "config_source"),
+            config.get("config_source", "–"),
+        ]
+        for (server, model), config in sorted(settings.items())
+    ]
+    return [
+        "",
+        "Server settings each point ran with (threads per worker/instance, workers, device):",
+        "",
+        table(["server", "model", "settings", "source"], rows),
+    ]
+
+
 def server_side_view(measured: list[LoadPoint]) -> list[str]:
     """Client-side latency and the server's own breakdown in one row per point: what the server does
     not account for (client mean minus server total) is network, protocol and client."""
@@ -174,6 +201,7 @@ def serving_section(inputs: ReportInputs) -> str:
         ),
     ]
     parts += server_side_view(points(inputs))
+    parts += server_settings(points(inputs))
     searches = [s for result in inputs.load_results for s in result.slo_search]
     if searches:
         parts += [

@@ -96,6 +96,7 @@ def prepare(options: LoadOptions, calibrate: bool = True) -> Prepared:
         prepared.facts["server_identity"] = _safe_identity(
             client, options.model, prepared.server
         ).model_dump()
+        prepared.facts["server_config"] = _safe_server_config(client, options.model)
         if pool is not None:
             prepared.pool = _calibrate(client, options, pool, prepared.facts)
     finally:
@@ -151,6 +152,15 @@ def _safe_identity(client: Any, model: str, server: str) -> ServerIdentity:
         return ServerIdentity(
             backend=client.backend, implementation=server, stand_in="stand-in" in server.lower()
         )
+
+
+def _safe_server_config(client: Any, model: str) -> dict[str, Any] | None:
+    """The settings the server runs ``model`` with (threads, workers, device); None when it cannot say."""
+    try:
+        return dict(client.server_config(model))
+    except Exception as exc:
+        log.warning("preflight: %s did not report its configuration of %s (%s)", client.backend, model, exc)
+        return None
 
 
 def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[str, Any]) -> ImagePool:

@@ -155,6 +155,7 @@ def build(
             "target_rate": step.rate,
             "deployment": deployment(),
             "server_timings": (server_timings or {}).get(step.index),
+            "server_config": preflight.get("server_config"),
             **summarize(tally, window),
             "slo_ms": round(config["slo"] * 1000, 3),
         }
