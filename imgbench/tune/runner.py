@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -109,6 +110,17 @@ def scratch_repository(settings: TuneSettings, config: Config, root: Path) -> Pa
     return root
 
 
+def short_stack_dir(probe_dir: Path) -> Path:
+    """The probe's stack in a short temporary folder, linked from ``probe_dir/stack``: TorchServe's
+    workers bind Unix sockets under the stack folder, and a socket path may not exceed 107 bytes."""
+    stack_dir = Path(tempfile.mkdtemp(prefix="imgbench-tune-"))
+    link = probe_dir / "stack"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(stack_dir, target_is_directory=True)
+    return stack_dir
+
+
 class NativeProber:
     """``measure(config)`` for the search: a fresh server and one load point per configuration."""
 
@@ -123,7 +135,7 @@ class NativeProber:
         probe_dir = s.run_dir / f"probe-{self.count:02d}"
         repository = scratch_repository(s, config, probe_dir / "model-repository")
         ports = free_port_map()
-        stack = Stack(probe_dir / "stack", ports=ports, model_repository=repository)
+        stack = Stack(short_stack_dir(probe_dir), ports=ports, model_repository=repository)
         try:
             stack.up([s.server])
         except StackError as exc:
