@@ -21,7 +21,7 @@ export PATH=/usr/bin:$PATH
 log() { printf '\033[1;34m[containers]\033[0m %s\n' "$*"; }
 sudo_if_needed() { if [ "$(id -u)" -ne 0 ]; then sudo "$@"; else "$@"; fi; }
 
-install() {
+install_engine() {
   local missing=()
   for pkg in docker.io debootstrap; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -89,7 +89,7 @@ prepare() {
 }
 
 case "${1:-}" in
-  install) install ;;
+  install) install_engine ;;
   start) start ;;
   stop) stop ;;
   prepare) prepare ;;
