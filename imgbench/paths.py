@@ -6,8 +6,9 @@ Trainers write it, servers and the load generator read it; nobody builds these p
       manifests/<model>.json                 written last: the model is complete when this exists
       torchserve/<model>.mar
       tfserving/<model>/<version>/           SavedModel
-      triton/<model>/config.pbtxt            onnxruntime backend (containers)
-      triton/<model>/<version>/model.onnx    model.plan (TensorRT) on a GPU
+      triton/<model>/config.pbtxt            onnxruntime backend on the CPU (containers)
+      triton/<model>/configs/gpu.pbtxt       the GPU server's (--model-config-name=gpu): KIND_GPU, TensorRT EP
+      triton/<model>/<version>/model.onnx    (model.plan: reserved; no TensorRT plan is built)
       triton-python/<model>/...              python-backend variant native Triton serves
       edge/<model>/{model_fp32,model_dynamic,model_int8}.tflite
 """
