@@ -422,7 +422,9 @@ def test_distributed_trainers_resume_on_shared_storage(overlay: str) -> None:
     )
     for name, container in distributed.items():
         flags = _flags(container["args"])
-        run_dir = flags.get("--output-dir") or flags["--run-dir"]
+        run_dir = (flags.get("--output-dir") or flags["--run-dir"]).replace(
+            "$(REPLICA_INDEX)", "$REPLICA_INDEX"
+        )
         script = container["command"][2]
         assert container["command"][:2] == ["sh", "-c"]
         checked = re.search(r"\[ -f (\S+) \]; then set -- \"\$@\" --resume", script)
@@ -442,6 +444,12 @@ def test_distributed_trainers_resume_on_shared_storage(overlay: str) -> None:
     tfjob = _by_kind(docs, "TFJob")["trainer-tf"]["spec"]["tfReplicaSpecs"]
     assert set(tfjob) == {"Worker"} and tfjob["Worker"]["replicas"] >= 2, (
         "MultiWorkerMirroredStrategy: workers only"
+    )
+    worker = tfjob["Worker"]["template"]["spec"]["containers"][0]
+    index = next(e for e in worker["env"] if e["name"] == "REPLICA_INDEX")["valueFrom"]["fieldRef"]
+    assert index["fieldPath"] == "metadata.labels['training.kubeflow.org/replica-index']"
+    assert 'if [ "$REPLICA_INDEX" != 0 ]; then set -- "$@" --no-export; fi' in worker["command"][2], (
+        "one exporter"
     )
 
 

@@ -167,6 +167,7 @@ def train(args: argparse.Namespace) -> Path:
 
     from trainer_tf.callbacks import callbacks_for_run
     from trainer_tf.checkpoint import AtomicBackupAndRestore
+    from trainer_tf.distribution import fitting_under, select_strategy
     from trainer_tf.hardware import describe_device, environment, usable_cores
     from trainer_tf.models import build_model, count_parameters
     from trainer_tf.optim import make_optimizer, scaled_learning_rate
@@ -177,9 +178,9 @@ def train(args: argparse.Namespace) -> Path:
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     _select_device(args.device)
     keras.utils.set_random_seed(config["seed"])
+    # TF_CONFIG with several workers, several GPUs or one device; before the device query below.
+    strategy = select_strategy()
     gpus = tf.config.list_logical_devices("GPU")
-    # Several visible devices: one replica each, gradients all-reduced (trainer-pt uses DDP there).
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     global_batch = config["batch_size"] * replicas
     steps = data.steps_per_epoch(config["num_train"], global_batch)
@@ -292,12 +293,13 @@ def train(args: argparse.Namespace) -> Path:
     callbacks = callbacks_for_run(
         plan.run_dir, backup, config["num_train"], config["epochs"], steps, progress=not args.no_progress
     )
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config["epochs"],
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself each epoch
-        verbose=0,  # our progress bar and one log line per epoch replace Keras's
-    )
+    with fitting_under(strategy, model, train_ds):
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config["epochs"],
+            callbacks=callbacks,
+            shuffle=False,  # the dataset reshuffles itself each epoch
+            verbose=0,  # our progress bar and one log line per epoch replace Keras's
+        )
     return plan.run_dir
