@@ -55,12 +55,20 @@ class TensorRTAccelerator:
     engine_cache_path: str = TRT_CACHE_DIR
     """Engines are built on first load (minutes for a ResNet-152) and reused from here afterwards."""
 
-    def pbtxt(self, model: str) -> str:
+    def pbtxt(self, spec: TritonModelSpec) -> str:
+        """The ``optimization`` block. One optimization profile covers batch 1 to ``max_batch_size``
+        (optimized for the largest preferred batch), so dynamic batching never triggers a rebuild."""
+        image = "x".join(str(d) for d in spec.input_dims)
+        preferred = [b for b in spec.preferred_batch_sizes if b <= spec.max_batch_size]
+        opt_batch = max(preferred, default=spec.max_batch_size)
         parameters = {
             "precision_mode": self.precision_mode,
             "max_workspace_size_bytes": str(self.max_workspace_size_bytes),
             "trt_engine_cache_enable": "1",
-            "trt_engine_cache_path": f"{self.engine_cache_path}/{model}",
+            "trt_engine_cache_path": f"{self.engine_cache_path}/{spec.name}",
+            "trt_profile_min_shapes": f"{spec.input_name}:1x{image}",
+            "trt_profile_opt_shapes": f"{spec.input_name}:{opt_batch}x{image}",
+            "trt_profile_max_shapes": f"{spec.input_name}:{spec.max_batch_size}x{image}",
         }
         lines = "\n".join(f'        parameters {{ key: "{k}" value: "{v}" }}' for k, v in parameters.items())
         return f"""optimization {{
@@ -139,7 +147,7 @@ parameters {{
 }}
 """
     )
-    optimization = accelerator.pbtxt(spec.name) if accelerator is not None else ""
+    optimization = accelerator.pbtxt(spec) if accelerator is not None else ""
     return f"""name: "{spec.name}"
 {engine}
 max_batch_size: {spec.max_batch_size}

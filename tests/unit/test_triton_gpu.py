@@ -49,6 +49,10 @@ def test_gpu_variant_is_kind_gpu_with_tensorrt_fp16_and_an_engine_cache() -> Non
     assert accelerator.parameters["precision_mode"] == "FP16"
     assert accelerator.parameters["trt_engine_cache_enable"] == "1"
     assert accelerator.parameters["trt_engine_cache_path"] == f"{TRT_CACHE_DIR}/pt_resnet50"
+    # One profile over every batch dynamic batching can form: no engine rebuild under load.
+    assert accelerator.parameters["trt_profile_min_shapes"] == "image:1x3x224x224"
+    assert accelerator.parameters["trt_profile_opt_shapes"] == "image:16x3x224x224"
+    assert accelerator.parameters["trt_profile_max_shapes"] == "image:32x3x224x224"
     assert config.parameters[INTRA_OP_KEY].string_value == "2"
     # The same tensors and batching as the CPU variant: clients cannot tell them apart.
     cpu = parse(render_config(SPEC, "onnxruntime", "cpu"))
