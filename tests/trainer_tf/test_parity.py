@@ -63,3 +63,40 @@ def test_same_weights_same_batches_same_trajectory(tmp_path: Path, architecture:
         other = np.load(_pytorch_run(tmp_path, architecture, threads=2))["losses"]
         floor = float(np.abs(other - np.asarray(result.pt_losses)).max())
         assert result.max_abs_loss_diff <= 3 * floor + 1e-3, (result.max_abs_loss_diff, floor)
+
+
+# trainer-pt's val preprocessing of the first images, run in the pt venv; argv: data, resize, out.
+_PT_VAL_IMAGES = """
+import sys
+import numpy as np
+from pathlib import Path
+from trainer_pt.data import load_splits
+splits = load_splits(Path(sys.argv[1]), 32, check=False, val_resize_size=int(sys.argv[2]))
+images = np.stack([splits.val[i][0].numpy() for i in range(32)])
+np.save(sys.argv[3], images.transpose(0, 2, 3, 1))
+"""
+
+
+def test_without_a_resize_both_pipelines_give_the_same_pixels(tmp_path: Path, digits32: Path) -> None:
+    """The switch for resize/interpolation: at --val-resize-size = --image-size = the stored size, no
+    resize happens and both pipelines give the same tensors, in the same file order; at the default
+    (36 for 32) PIL's and TensorFlow's bilinear resizes differ."""
+    from trainer_tf import data
+
+    _, val = data.list_dataset(digits32)
+    gaps = {}
+    for resize in (32, 36):
+        out = tmp_path / f"pt-val-{resize}.npy"
+        result = subprocess.run(
+            [str(PT_PYTHON), "-c", _PT_VAL_IMAGES, str(digits32), str(resize), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={"PYTHONPATH": str(REPO_ROOT / "services" / "trainer-pt")},
+            cwd=REPO_ROOT,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        images, _ = data.eval_arrays(val, 32, resize, limit=32)
+        gaps[resize] = float(np.abs(images - np.load(out)).max())
+    assert gaps[32] < 1e-5, gaps  # measured 2.4e-7: float rounding of the normalization
+    assert gaps[36] > 1e-3, gaps  # measured 0.018: the resize is where the pipelines differ
