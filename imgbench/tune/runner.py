@@ -149,7 +149,8 @@ class NativeProber:
             point = self._load(probe_dir, f"{LOOPBACK}:{ports[s.server]['grpc']}", repository)
         finally:
             stack.down()
-        point = point.model_copy(update={"server_config": dict(config)})
+        # What the server reported of its settings, with the probe's knobs over it.
+        point = point.model_copy(update={"server_config": {**(point.server_config or {}), **config}})
         self.points.append(point)
         log.info("%s %s: %.1f images/s, p99 %s ms", s.server, config, point.images_per_s, point.p99_ms)
         return ProbeOutcome(point.images_per_s, point.p99_ms, point.errors + point.incorrect)
