@@ -117,6 +117,7 @@ def test_loadgen_with_two_workers_answers_every_server_correctly(
     assert points, f"{backend}/{model}: a result without load points"
     for point in points:
         assert point["n"] > 0, f"{backend}/{model}: no request answered: {point}"
+        assert point["deployment"] == "compose", point
         assert point["errors"] == 0 and point["incorrect"] == 0, f"{backend}/{model}: {point}"
     # Each point names the server as it reported itself; here the TF Serving stand-in says so.
     identities = {json.dumps(point["server"], sort_keys=True) for point in points}

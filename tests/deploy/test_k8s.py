@@ -234,7 +234,7 @@ def test_overlays_only_patch_with_explicit_targets() -> None:
             assert patch.get("target"), f"{path}: patch without an explicit target"
     base = yaml.safe_load((K8S / "base/kustomization.yaml").read_text())
     pinned = {image["name"] for image in base["images"]}
-    assert {"imgbench/loadgen", "pytorch/torchserve", "nvcr.io/nvidia/tritonserver"} <= pinned
+    assert {"imgbench/loadgen", "imgbench/torchserve", "nvcr.io/nvidia/tritonserver"} <= pinned
 
 
 def test_generators_list_every_file() -> None:
