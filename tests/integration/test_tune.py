@@ -80,3 +80,36 @@ def test_tune_torchserve_through_its_management_api(trained, tmp_path: Path) -> 
         4,
     }
     assert "batchSize:" in Path(document.tune.best_config_files[0]).read_text()  # type: ignore[union-attr]
+
+
+def test_tune_triton_through_its_model_config(trained, tmp_path: Path) -> None:
+    for venv in ("triton", "loadgen"):
+        if not (venv_bin(venv) / "python").exists():
+            pytest.skip(f"the {venv} venv is missing; run `scripts/setup.sh {venv}`")
+    settings = TuneSettings(
+        server="triton",
+        model=trained.models["pt"],
+        model_repository=trained.repository,
+        run_dir=tmp_path / "tune",
+        slo_ms=5000.0,
+        budget_s=600.0,
+        strategy="grid",
+        space={"max_batch_size": [1]},
+        users=4,
+        seconds=3.0,
+        warmup_s=1.0,
+        dataset=trained.dataset,
+    )
+    path, result = run_tune(settings)
+    print(
+        result.verdict,
+        *[(p.config, p.images_per_second, p.p99_ms, p.rejected) for p in result.probes],
+        sep="\n",
+    )
+    assert not any(p.rejected for p in result.probes), [p.rejected for p in result.probes]
+    assert result.best is not None and result.default is not None
+    document = load_load_result(path)
+    assert all(point.server.implementation == "Triton" for point in document.points)
+    assert all(point.server_timings is not None for point in document.points)  # the statistics API
+    config = Path(document.tune.best_config_files[0]).read_text()  # type: ignore[union-attr]
+    assert f"max_batch_size: {result.best.config['max_batch_size']}" in config
