@@ -279,6 +279,9 @@ def tune(
         typer.Option(help="NAME=V1,V2,... values to try (repeatable; default: the registry's)."),
     ] = None,
     users: Annotated[int, typer.Option(help="Closed-loop users per probe.")] = 4,
+    rate: Annotated[
+        float | None, typer.Option(help="Open loop instead: Poisson arrivals per probe, requests/s.")
+    ] = None,
     seconds: Annotated[float, typer.Option(help="Measured seconds per probe.")] = 10.0,
 ) -> None:
     """Search a server's knobs under a p99 SLO, one fresh server and load point per probe; write the
@@ -297,6 +300,7 @@ def tune(
         strategy=strategy,  # type: ignore[arg-type]
         space=_knob_values(knob or []),
         users=users,
+        rate=rate,
         seconds=seconds,
     )
     path, result = run_tune(settings)

@@ -63,6 +63,9 @@ class TuneSettings:
     space: dict[str, list[int | float]] | None = None
     """knob -> values to try; None: every natively settable knob's registry candidates."""
     users: int = 4
+    """Closed loop: concurrent users per probe (when ``rate`` is None)."""
+    rate: float | None = None
+    """Open loop: each probe is a Poisson arrival stream at this many requests/s instead."""
     batch_size: int = 1
     seconds: float = 10.0
     warmup_s: float = 3.0
@@ -121,6 +124,27 @@ def short_stack_dir(probe_dir: Path) -> Path:
     return stack_dir
 
 
+def load_argv(
+    settings: TuneSettings, target: str, repository: Path, results_dir: Path, run_id: str
+) -> list[str]:
+    """The load generator's command line for one probe: a closed-loop point, or an open-loop one."""
+    s = settings
+    load = (
+        ["--mode", "open", "--arrivals", "poisson", "--rate", f"{s.rate:g}"]
+        if s.rate is not None
+        else ["--users-steps", str(s.users)]
+    )
+    argv = [
+        str(venv_bin("loadgen") / "python"), "-m", "loadgen", "--headless", "--only-summary",
+        "--backend", s.server, "--target", target, "--model", s.model,
+        "--model-repository", str(repository), "--batch-size", str(s.batch_size), *load,
+        "--step-duration", f"{s.warmup_s + s.seconds:g}", "--warmup", f"{s.warmup_s:g}",
+        "--drain", "2", "--slo", f"{s.slo_ms / 1000:g}",
+        "--metrics-port", "0", "--results-dir", str(results_dir), "--run-id", run_id,
+    ]  # fmt: skip
+    return argv + (["--dataset", str(s.dataset)] if s.dataset is not None else [])
+
+
 class NativeProber:
     """``measure(config)`` for the search: a fresh server and one load point per configuration."""
 
@@ -159,16 +183,7 @@ class NativeProber:
         s = self.settings
         results_dir = probe_dir / "load"
         run_id = f"tune-{s.server}-{self.count:02d}"
-        argv = [
-            str(venv_bin("loadgen") / "python"), "-m", "loadgen", "--headless", "--only-summary",
-            "--backend", s.server, "--target", target, "--model", s.model,
-            "--model-repository", str(repository), "--batch-size", str(s.batch_size),
-            "--users-steps", str(s.users), "--step-duration", f"{s.warmup_s + s.seconds:g}",
-            "--warmup", f"{s.warmup_s:g}", "--drain", "2", "--slo", f"{s.slo_ms / 1000:g}",
-            "--metrics-port", "0", "--results-dir", str(results_dir), "--run-id", run_id,
-        ]  # fmt: skip
-        if s.dataset is not None:
-            argv += ["--dataset", str(s.dataset)]
+        argv = load_argv(s, target, repository, results_dir, run_id)
         env = {**os.environ, "PYTHONPATH": str(project_root() / "services" / "loadgen")}
         done = subprocess.run(
             argv, capture_output=True, text=True, env=env, timeout=s.seconds + s.warmup_s + 300

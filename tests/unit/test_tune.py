@@ -224,3 +224,14 @@ def test_a_server_that_does_not_start_on_a_configuration_rejects_it(
     prober = runner.NativeProber(TuneSettings("triton", manifest.model, source.root, tmp_path / "run"))
     with pytest.raises(KnobRejected, match=r"did not start with .*max_batch_size 64 > 32"):
         prober({**defaults_of("triton"), "max_batch_size": 64})
+
+
+def test_a_probe_is_a_closed_loop_point_or_an_open_loop_one(tmp_path: Path) -> None:
+    from imgbench.tune.runner import load_argv
+
+    settings = TuneSettings("triton", "pt_x", tmp_path, tmp_path / "run", users=8)
+    closed = load_argv(settings, "127.0.0.1:1", tmp_path, tmp_path / "load", "p1")
+    assert closed[closed.index("--users-steps") + 1] == "8" and "--rate" not in closed
+    settings.rate = 120.0
+    opened = load_argv(settings, "127.0.0.1:1", tmp_path, tmp_path / "load", "p1")
+    assert opened[opened.index("--mode") + 1] == "open" and opened[opened.index("--rate") + 1] == "120"
