@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import LoadResultError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 2 added the load generator's own view of each point (``ClientLoad``); a version-1 file
+reads with those fields None."""
 Deployment = Literal["native", "compose", "k8s"]
 ConfigValue = int | float | str | bool
 
@@ -72,6 +75,31 @@ class ServerTimings(_Strict):
     total_ms: float | None = Field(default=None, ge=0, description="Time inside the server per request.")
 
 
+class ClientLoad(_Strict):
+    """The load generator's own cost over the point's measured window, all its processes together,
+    and the facts its ``client_bound`` verdict rests on (``loadgen.client_cpu``)."""
+
+    processes: int = Field(ge=1, description="Load generator processes measured (master and workers).")
+    cpu_s: float = Field(ge=0, description="CPU seconds (user + system) of those processes in the window.")
+    utilisation: float = Field(ge=0, description="cpu_s / window: cores the generator kept busy.")
+    max_process_utilisation: float = Field(
+        ge=0, description="The busiest process's share of one core (Python runs one core per process)."
+    )
+    host_utilisation: float | None = Field(
+        default=None, ge=0, le=1, description="The whole machine's CPU use in the window, 0..1."
+    )
+    threshold: float = Field(gt=0, description="max_process_utilisation at or above this: saturated.")
+    late_sends: int | None = Field(default=None, ge=0, description="Open loop: sends after late_after_ms.")
+    late_share: float | None = Field(default=None, ge=0, le=1)
+    late_after_ms: float | None = Field(default=None, gt=0)
+    late_share_threshold: float | None = Field(default=None, gt=0, le=1)
+    lateness_ms: dict[str, float] = Field(
+        default_factory=dict, description="Open loop: percentile -> ms the send came after its schedule."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why the point is client-bound ([] if not).")
+    advice: str = Field(default="", description="What to do about it ('' if not client-bound).")
+
+
 class LoadPoint(_Strict):
     """One load point: a step of a closed-loop run (users) or of an open-loop run (rate)."""
 
@@ -110,11 +138,16 @@ class LoadPoint(_Strict):
     cores: int | None = None
     hostname: str = ""
 
-    # Reserved: written by later load generators, optional for readers.
-    client_cpu_ms_per_request: float | None = Field(default=None, ge=0)
-    client_bound: bool | None = Field(
-        default=None, description="The client, not the server, limited this point (its CPU was saturated)."
+    # The load generator's own view (schema 2; None in version-1 files).
+    client_cpu_ms_per_request: float | None = Field(
+        default=None, ge=0, description="Generator CPU ms (all its processes) per request in the window."
     )
+    client_bound: bool | None = Field(
+        default=None,
+        description="The client, not the server, limited this point: a generator process saturated its "
+        "core or (open loop) its sends slipped behind schedule. None: not measured (version-1 file).",
+    )
+    client: ClientLoad | None = None
     server_config: dict[str, ConfigValue] | None = Field(
         default=None, description="The server's tunable knobs this point ran with (imgbench.servers knobs)."
     )
@@ -189,7 +222,7 @@ class TuneSummary(_Strict):
 class LoadResult(_Strict):
     """One file of load results."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     kind: Literal["run", "slo_search", "tune"] = "run"
     run_id: str = Field(min_length=1)
     points: list[LoadPoint] = Field(default_factory=list)
@@ -212,9 +245,9 @@ def _field_path(location: tuple[int | str, ...]) -> str:
 
 def parse_load_result(data: object, source: str) -> LoadResult:
     """Validate ``data`` (a decoded JSON document); errors name ``source`` and every bad field."""
-    if isinstance(data, dict) and data.get("schema_version") not in (None, SCHEMA_VERSION):
+    if isinstance(data, dict) and data.get("schema_version") not in (None, *READABLE_VERSIONS):
         raise LoadResultError(
-            f"{source}: schema_version {data['schema_version']!r} is not {SCHEMA_VERSION}; "
+            f"{source}: schema_version {data['schema_version']!r} is not one of {READABLE_VERSIONS}; "
             "it was written by another imgbench version: rerun the load or upgrade imgbench"
         )
     if isinstance(data, dict) and "schema_version" not in data:
@@ -244,7 +277,8 @@ def load_load_result(path: Path) -> LoadResult:
 
 
 def write_load_result(path: Path, result: LoadResult) -> Path:
-    """Validate again (a writer's bug fails here, not in the report) and write atomically."""
-    checked = LoadResult.model_validate(result.model_dump())
+    """Validate again (a writer's bug fails here, not in the report) and write atomically, stamped
+    with the current ``SCHEMA_VERSION`` (a version-1 result read and written again is version 2)."""
+    checked = LoadResult.model_validate({**result.model_dump(), "schema_version": SCHEMA_VERSION})
     atomic_write_text(Path(path), checked.model_dump_json(indent=2) + "\n")
     return Path(path)

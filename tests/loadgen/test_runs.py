@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lg_helpers import MODEL, PYTHON, ROOT, free_port, loadgen_argv, run_loadgen
 
-from imgbench.load_results import load_load_result
+from imgbench.load_results import SCHEMA_VERSION, load_load_result
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def test_closed_loop_run_reports_percentiles_and_checks_every_answer(
     assert run.results["hardware"]["cores"] >= 1 and run.results["config"]["backend"] == "triton"
     # The file is a typed load result, and names the server as the server identified itself.
     result = load_load_result(tmp_path / "results" / "run.json")
-    assert result.schema_version == 1 and result.points[0].n == row["n"]
+    assert result.schema_version == SCHEMA_VERSION and result.points[0].n == row["n"]
     # The server's own view of the same window (the statistics API), inside the client's latency.
     timings = row["server_timings"]
     assert timings["source"] == "triton statistics API" and timings["requests"] >= row["n"] * 0.8, timings

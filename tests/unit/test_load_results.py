@@ -12,6 +12,7 @@ from factories import SERVER_IDENTITIES, load_document, load_point
 from imgbench.errors import LoadResultError
 from imgbench.load_results import (
     SCHEMA_VERSION,
+    ClientLoad,
     LoadPoint,
     LoadResult,
     ServerIdentity,
@@ -40,7 +41,9 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     result = parse_load_result(_document(), "test")
     path = write_load_result(tmp_path / "run.json", result)
     again = load_load_result(path)
-    assert again == result
+    # A version-1 document reads (the client fields None) and is written as the current version.
+    assert result.schema_version == 1 and result.points[0].client_bound is None
+    assert again == result.model_copy(update={"schema_version": SCHEMA_VERSION})
     assert again.schema_version == SCHEMA_VERSION
     assert again.points[1].load_label == "open 50/s"
     assert again.points[0].images_per_s == pytest.approx(100.0)
@@ -54,6 +57,27 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     )
     dumped = LoadResult(run_id="r", points=[point]).model_dump_json()
     assert LoadResult.model_validate_json(dumped).points[0].server_config == {"max_batch_size": 8}
+
+
+def test_client_load_fields_round_trip(tmp_path: Path) -> None:
+    client = ClientLoad(
+        processes=3, cpu_s=4.2, utilisation=1.4, max_process_utilisation=0.97, host_utilisation=0.99,
+        threshold=0.9, late_sends=120, late_share=0.08, late_after_ms=1.0, late_share_threshold=0.05,
+        lateness_ms={"50": 0.2, "99": 7.5}, reasons=["process at 97% of a core"], advice="add processes",
+    )  # fmt: skip
+    base = parse_load_result(_document(), "test").points[1]
+    update = {"client_cpu_ms_per_request": 0.35, "client_bound": True, "client": client}
+    point = base.model_copy(update=update)
+    path = write_load_result(tmp_path / "run.json", LoadResult(run_id="r", points=[point]))
+    again = load_load_result(path)
+    assert again.schema_version == SCHEMA_VERSION == 2
+    assert again.points[0] == point and again.points[0].client == client
+    assert again.points[0].client_bound is True and again.points[0].client_cpu_ms_per_request == 0.35
+    # Out-of-range facts are refused naming the field.
+    bad = json.loads(path.read_text())
+    bad["points"][0]["client"]["late_share"] = 1.5
+    with pytest.raises(LoadResultError, match=r"points\.0\.client\.late_share"):
+        parse_load_result(bad, "bad.json")
 
 
 def test_labels_come_from_how_the_server_identified_itself() -> None:
@@ -97,8 +121,8 @@ def test_malformed_results_name_the_file_and_the_field(tmp_path: Path, change, f
 
 
 def test_versions_and_unreadable_files_are_said(tmp_path: Path) -> None:
-    newer = {**_document(), "schema_version": 2}
-    with pytest.raises(LoadResultError, match="schema_version 2 is not 1"):
+    newer = {**_document(), "schema_version": 3}
+    with pytest.raises(LoadResultError, match=r"schema_version 3 is not one of \(1, 2\)"):
         parse_load_result(newer, "newer.json")
     legacy = {"points": [load_point("triton", 1, 8.0)]}
     with pytest.raises(LoadResultError, match=r"legacy\.json: no schema_version"):
