@@ -16,12 +16,22 @@ import numpy as np
 from google.protobuf import empty_pb2
 
 from imgbench.clients.base import InferenceClient
+from imgbench.clients.errors import InferenceError
 from imgbench.clients.stubs import stub_module
 from imgbench.errors import ImgbenchError
 from imgbench.manifest import Manifest
 
 INPUT_KEY = "data"
 KEY_FILE = "key_file.json"
+NPY_MAGIC = b"\x93NUMPY"
+# The handler's answer to one bad request among good ones in a batch is {"code": 400|413, "error": ...}
+# with that request's status set; TorchServe 0.12's gRPC frontend drops per-request statuses and
+# answers OK, so the client turns the body back into the error it is.
+HANDLER_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 inference_pb2 = stub_module("torchserve.inference_pb2")
 inference_grpc = stub_module("torchserve.inference_pb2_grpc")
@@ -61,8 +71,20 @@ class TorchServeClient(InferenceClient):
             input={INPUT_KEY: npy_bytes(batch)},
         )
 
+    def send(self, model: str, request: Any) -> np.ndarray:
+        try:
+            return super().send(model, request)
+        except _HandlerError as answer:
+            raise InferenceError(self.backend, model, answer.code, answer.message) from None
+
     def _logits(self, response: Any) -> np.ndarray:
-        return np.load(io.BytesIO(response.prediction), allow_pickle=False)
+        body = bytes(response.prediction)
+        if not body.startswith(NPY_MAGIC):
+            raise _HandlerError.from_body(body)
+        try:
+            return np.load(io.BytesIO(body), allow_pickle=False)
+        except ValueError as exc:
+            raise _HandlerError(grpc.StatusCode.INTERNAL, f"answer is an unreadable .npy: {exc}") from None
 
     def payload(self, request: Any) -> bytes:
         return bytes(request.input[INPUT_KEY])
@@ -101,3 +123,20 @@ class TorchServeClient(InferenceClient):
                 {"name": manifest.logits_name, "dtype": "float32", "shape": [None, manifest.num_classes]}
             ],
         }
+
+
+class _HandlerError(Exception):
+    """An answer that is not logits: the handler's error body for one request of a batch."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    @classmethod
+    def from_body(cls, body: bytes) -> _HandlerError:
+        try:
+            answer = json.loads(body)
+            status, message = int(answer["code"]), str(answer["error"])
+        except (ValueError, KeyError, TypeError):
+            return cls(grpc.StatusCode.INTERNAL, f"answer is neither .npy logits nor an error: {body[:80]!r}")
+        return cls(HANDLER_STATUS.get(status, grpc.StatusCode.INTERNAL), message)
