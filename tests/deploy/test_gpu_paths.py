@@ -82,6 +82,8 @@ def test_k8s_gpu_overlay_uses_the_base_recipe_and_one_gpu_each(
         assert _recipe(gpu["args"]) == _recipe(cpu["args"]), f"Job/{name}-gpu drops or changes recipe flags"
         assert "--device=cuda" in gpu["args"] and precision in gpu["args"], name
         assert gpu["resources"]["limits"]["nvidia.com/gpu"] == 1, name
+    # TensorFlow's CUDA comes with the GPU build of the image only.
+    assert gpu_pods["Job/trainer-tf-gpu"]["containers"][0]["image"].startswith("imgbench/trainer-tf-gpu:")
     pt = gpu_pods["Job/trainer-pt-gpu"]["containers"][0]
     (nproc,) = [int(m.group(1)) for a in pt["command"] if (m := re.fullmatch(r"--nproc-per-node=(\d+)", a))]
     assert nproc == pt["resources"]["limits"]["nvidia.com/gpu"], "one torchrun process per GPU"
