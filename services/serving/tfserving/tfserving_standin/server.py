@@ -57,7 +57,7 @@ def tensor_to_array(name: str, tensor: Any, expected: Any) -> np.ndarray:
     """The request tensor as numpy, checked against the signature's input spec."""
     try:
         dtype = np.dtype(tf.dtypes.as_dtype(tensor.dtype).as_numpy_dtype)
-    except TypeError:
+    except (TypeError, KeyError, ValueError):  # KeyError: an enum without a numpy type (DT_RESOURCE)
         raise RequestError(
             grpc.StatusCode.INVALID_ARGUMENT, f"input '{name}': unknown dtype enum {tensor.dtype}"
         ) from None
