@@ -114,6 +114,12 @@ class LoadPoint(_Strict):
     users: int | None = Field(default=None, ge=0)
     target_rate: float | None = Field(default=None, ge=0)
     deployment: Deployment = "native"
+    seed: int | None = Field(
+        default=None,
+        description="The load generator's --seed (image sample, batch order, Poisson arrivals). Points "
+        "with the same server, model, batch, mode and load are repeats of one point (--repeats N gives "
+        "each its own seed); the report's confidence intervals are across them.",
+    )
 
     n: int = Field(ge=0, description="Measured requests with an answer (warm-up excluded).")
     p50_ms: float | None = Field(default=None, ge=0)

@@ -102,6 +102,45 @@ class EpochRecord(_Strict):
     lr: float | None = None
 
 
+REPEATS_SCHEMA_VERSION = 1
+
+
+class SeedFigures(_Strict):
+    """One seed's run of ``--repeats N``: the figures the report compares across seeds."""
+
+    seed: int
+    epochs: int = Field(ge=0)
+    top1: float = Field(ge=0, le=1, description="Best validation top-1 of this seed's run.")
+    seconds_per_epoch: float = Field(ge=0, description="Mean over epochs after the first (warm-up).")
+    images_per_second: float = Field(ge=0, description="Mean over epochs after the first.")
+    peak_memory_bytes: int = Field(ge=0)
+
+
+class TrainingRepeats(_Strict):
+    """``--repeats N``: the same recipe trained once per seed (``<output-dir>/seed-<seed>``); the
+    manifest's model is the first seed's. Versioned on its own, so it can grow without the manifest's."""
+
+    schema_version: Literal[1] = REPEATS_SCHEMA_VERSION
+    per_seed: list[SeedFigures] = Field(min_length=1)
+
+    @field_validator("per_seed")
+    @classmethod
+    def _seeds_unique(cls, per_seed: list[SeedFigures]) -> list[SeedFigures]:
+        seeds = [row.seed for row in per_seed]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"each seed once, got seeds {seeds}")
+        return per_seed
+
+    def values(self, figure: str) -> list[float]:
+        """One value per seed of ``figure`` (a ``SeedFigures`` field), in seed order."""
+        if figure not in SeedFigures.model_fields or figure == "seed":
+            raise ManifestError(f"unknown repeat figure {figure!r}; known: {', '.join(SEED_FIGURES)}")
+        return [float(getattr(row, figure)) for row in self.per_seed]
+
+
+SEED_FIGURES = ("top1", "seconds_per_epoch", "images_per_second", "peak_memory_bytes")
+
+
 class TrainingFigures(_Strict):
     epochs: int = Field(ge=0)
     best_epoch: int = Field(ge=0)
@@ -115,6 +154,9 @@ class TrainingFigures(_Strict):
     parameters: int = Field(ge=0)
     recipe: dict[str, object] = Field(default_factory=dict, description="Resolved training configuration.")
     history: list[EpochRecord] = Field(default_factory=list)
+    repeats: TrainingRepeats | None = Field(
+        default=None, description="Every seed's figures when trained with --repeats N (N ≥ 2); else None."
+    )
 
 
 class ExportRecord(_Strict):

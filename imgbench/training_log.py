@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import ImgbenchError
-from imgbench.manifest import EpochRecord
+from imgbench.manifest import EpochRecord, SeedFigures, TrainingRepeats
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +154,24 @@ def write_repeats(base: Path, runs: dict[int, Path]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summarize_repeats(runs), indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def training_repeats(run_dir: Path) -> TrainingRepeats | None:
+    """The manifest's ``training.repeats`` for the run in ``run_dir``: every seed of the
+    ``repeats.json`` beside it when ``run_dir`` is one of its ``seed-<seed>`` folders; None for a
+    single run. Both trainers' exports call this, so both record repeats the same way."""
+    run_dir = Path(run_dir)
+    path = run_dir.parent / REPEATS_NAME
+    if not run_dir.name.startswith("seed-") or not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        rows = document["per_seed"]
+        per_seed = [SeedFigures.model_validate({k: row[k] for k in SeedFigures.model_fields}) for row in rows]
+        repeats = TrainingRepeats(per_seed=per_seed)
+    except (OSError, ValueError, KeyError, TypeError, ValidationError) as exc:
+        raise ImgbenchError(f"{path} is not a repeats summary ({exc}); train again with --repeats") from None
+    if Path(run_dir).resolve() not in {Path(row.get("run_dir", "")).resolve() for row in rows}:
+        log.warning("%s does not list %s: its repeats are not recorded in the manifest", path, run_dir)
+        return None
+    return repeats

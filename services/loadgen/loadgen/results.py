@@ -154,6 +154,7 @@ def build(
             "users": step.users,
             "target_rate": step.rate,
             "deployment": deployment(),
+            "seed": config.get("seed"),
             "server_timings": (server_timings or {}).get(step.index),
             "server_config": preflight.get("server_config"),
             **summarize(tally, window),

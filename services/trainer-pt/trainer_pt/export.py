@@ -45,7 +45,7 @@ from imgbench.manifest import (
 )
 from imgbench.onnx_gpu import cuda_provider_details
 from imgbench.paths import ModelRepository, model_name
-from imgbench.training_log import read_epochs
+from imgbench.training_log import read_epochs, training_repeats
 from imgbench.triton_config import TritonModelSpec, gpu_config, tensorrt_record, write_triton_configs
 from trainer_pt import checkpoint as ckpt
 from trainer_pt.data import load_splits
@@ -384,7 +384,9 @@ def export_run(args: argparse.Namespace) -> Manifest:
                 num_eval=int(labels.shape[0]),
                 image_size=size,
             ),
-            training=training_figures(trained, history, str(trained.config.get("device", "cpu"))),
+            training=training_figures(trained, history, str(trained.config.get("device", "cpu"))).model_copy(
+                update={"repeats": training_repeats(run_dir)}
+            ),
             exports=records,
             environment=environment(),
         )

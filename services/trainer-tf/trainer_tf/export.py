@@ -35,7 +35,7 @@ from imgbench.manifest import (
 )
 from imgbench.onnx_gpu import cuda_provider_details
 from imgbench.paths import ModelRepository
-from imgbench.training_log import read_epochs
+from imgbench.training_log import read_epochs, training_repeats
 from imgbench.triton_config import TritonModelSpec, gpu_config, tensorrt_record, write_triton_configs
 from trainer_tf import data
 from trainer_tf.checkpoint import BEST_STATE, BEST_WEIGHTS, read_config, read_json
@@ -315,6 +315,7 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
         )
         result.framework_version = tf.__version__
         result.environment = environment()
+        result.training.repeats = training_repeats(run_dir)  # --repeats N: every seed's figures
         return result
 
     return run_export(
