@@ -67,6 +67,41 @@ def _compute_ms(timings: ServerTimings) -> float | None:
     return sum(known) if known else None
 
 
+def client_verdict(point: LoadPoint) -> str:
+    """The point's ``client_bound`` verdict for the table: no point is shown without one."""
+    if point.client_bound is None:
+        return "not measured"
+    cost = point.client_cpu_ms_per_request
+    per_request = f", {cost * 1000:.0f} µs/req" if cost is not None else ""
+    return ("**CLIENT-BOUND**" if point.client_bound else "ok") + per_request
+
+
+def client_bound_notes(measured: list[LoadPoint]) -> list[str]:
+    """Why each client-bound point was, and what to do: its figures are the generator's limit."""
+    bound = [(p, p.client) for p in measured if p.client_bound and p.client is not None]
+    unmeasured = [p for p in measured if p.client_bound is None]
+    lines = []
+    if bound:
+        lines += [
+            "",
+            f"{len(bound)} point(s) were limited by the load generator, not the server: their latency and "
+            "throughput are the generator's, a lower bound of what the server serves.",
+            "",
+        ]
+        for point, client in bound:
+            lines.append(
+                f"- {backend_label(point)} {point.model} b{point.batch_size} {load_label(point)}: "
+                f"{'; '.join(client.reasons)}. What to do: {client.advice}."
+            )
+    if unmeasured:
+        lines += [
+            "",
+            f"{len(unmeasured)} point(s) come from a load generator that did not measure itself "
+            "(`client` not measured): whether the client limited them is unknown; rerun the load.",
+        ]
+    return lines
+
+
 def server_settings(measured: list[LoadPoint]) -> list[str]:
     """Each server's threads, workers and device as recorded with its points (``server_config``): what
     the server reported (Triton's model config) or what imgbench configured, as ``config_source`` says.
@@ -166,6 +201,7 @@ def serving_section(inputs: ReportInputs) -> str:
             num(point.throughput_rps, 1),
             point.errors,
             point.incorrect,
+            client_verdict(point),
         ]
         for point in sorted(
             points(inputs),
@@ -180,7 +216,9 @@ def serving_section(inputs: ReportInputs) -> str:
         "Client-side latency from an HdrHistogram over the measured window (warm-up excluded). Open-loop "
         "latency counts from each request's scheduled send time, so a server's queue shows up in it. "
         "`incorrect` counts answers whose top-1 differed from the label of a real validation image. "
-        "Each server is named as it identified itself.",
+        "Each server is named as it identified itself. `client` is the load generator's verdict on "
+        "itself: its CPU per request (all its processes) and whether it, not the server, limited the point "
+        "(a process at ≥ 90% of a core, or open loop ≥ 5% of sends over 1 ms late).",
         "",
         table(
             [
@@ -196,10 +234,12 @@ def serving_section(inputs: ReportInputs) -> str:
                 "req/s",
                 "errors",
                 "incorrect",
+                "client",
             ],
             rows,
         ),
     ]
+    parts += client_bound_notes(points(inputs))
     parts += server_side_view(points(inputs))
     parts += server_settings(points(inputs))
     searches = [s for result in inputs.load_results for s in result.slo_search]

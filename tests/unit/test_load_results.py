@@ -173,3 +173,23 @@ def test_tf_serving_metadata_says_whether_the_stand_in_answered() -> None:
         "TensorFlow 2.21.0",
         True,
     )
+
+
+def test_the_report_flags_client_bound_points_and_says_what_to_do(tmp_path: Path) -> None:
+    client = {
+        "processes": 1, "cpu_s": 9.5, "utilisation": 0.95, "max_process_utilisation": 0.95,
+        "threshold": 0.9, "reasons": ["a load process used 95% of a core"], "advice": "run more processes",
+    }  # fmt: skip
+    bound = load_point(
+        "triton", 16, 9.0, client_bound=True, client_cpu_ms_per_request=0.31, client=client, run_id="a"
+    )
+    fine = load_point("triton", 1, 4.0, client_bound=False, client_cpu_ms_per_request=0.25, run_id="a")
+    old = load_point("tfserving", 1, 5.0)  # a version-1 point: never measured itself
+    (tmp_path / "load").mkdir()
+    (tmp_path / "load" / "a.json").write_text(json.dumps(load_document([bound, fine, old])))
+    section = serving_section(read_inputs(tmp_path))
+    assert "| **CLIENT-BOUND**, 310 µs/req |" in section and "| ok, 250 µs/req |" in section
+    assert "| not measured |" in section
+    assert "a load process used 95% of a core. What to do: run more processes." in section
+    assert "1 point(s) were limited by the load generator" in section
+    assert "1 point(s) come from a load generator that did not measure itself" in section

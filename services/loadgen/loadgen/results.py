@@ -21,6 +21,7 @@ import psutil
 
 from imgbench.atomic import atomic_write_text
 from imgbench.load_results import LoadPoint, LoadResult, ServerIdentity, ServerTimings, write_load_result
+from loadgen.client_cpu import ClientFacts, verdict
 from loadgen.plan import LoadPlan
 from loadgen.recorder import Recorder, Tally
 
@@ -31,7 +32,7 @@ CSV_FIELDS = [
     "run_id", "backend", "server", "model", "batch_size", "mode", "arrivals", "point", "users", "target_rate",
     "n", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "throughput_rps",
     "images_per_second", "requests", "errors", "error_codes", "incorrect", "window_s", "slo_ms",
-    "p99_within_slo", "deployment", "cpu", "cores", "hostname",
+    "p99_within_slo", "deployment", "cpu", "cores", "hostname", "client_cpu_ms_per_request", "client_bound",
 ]  # fmt: skip
 
 
@@ -133,8 +134,10 @@ def build(
     preflight: dict[str, Any],
     stop_reason: str,
     server_timings: Mapping[int, ServerTimings] | None = None,
+    client: ClientFacts | None = None,
 ) -> LoadResult:
-    """``server_timings``: the server's own view of each step (by index), where it could be read."""
+    """``server_timings``: the server's own view of each step (by index), where it could be read;
+    ``client``: the generator's own CPU and lateness per step, for each point's ``client_bound``."""
     hw = hardware()
     server = server_identity(config, preflight)
     points = []
@@ -164,6 +167,10 @@ def build(
             row["p99_ms"] is not None and row["p99_ms"] <= row["slo_ms"] and row["errors"] == 0
         )
         row.update(cpu=hw["cpu"], cores=hw["cores"], hostname=hw["hostname"])
+        load, cpu_ms, bound = verdict(
+            client or ClientFacts(), requests=tally.requests, window_s=window, mode=plan.mode, step=step.index
+        )
+        row.update(client=load, client_cpu_ms_per_request=cpu_ms, client_bound=bound)
         points.append(LoadPoint.model_validate(row))
     timeline = {s: dict(c) for s, c in sorted(recorder.timeline.items())}
     bursts = error_bursts(timeline)
@@ -184,6 +191,18 @@ def build(
         ],
         timeline={str(s): c for s, c in timeline.items()},
     )
+
+
+def client_summary(point: LoadPoint) -> str:
+    """The point's ``client_bound`` verdict in a few words, for terminal lines and tables."""
+    if point.client_bound is None or point.client is None:
+        return "client not measured"
+    c = point.client
+    per_request = point.client_cpu_ms_per_request
+    cost = f"{per_request * 1000:.0f} µs CPU/req, " if per_request is not None else ""
+    late = f", {c.late_share:.1%} late sends" if c.late_share is not None else ""
+    head = "CLIENT-BOUND" if point.client_bound else "client ok"
+    return f"{head} ({cost}busiest process {c.max_process_utilisation:.0%} of a core{late})"
 
 
 def csv_row(point: LoadPoint) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from imgbench.errors import ImgbenchError
 from imgbench.observability import latency_buckets
 from loadgen import exporter, results
+from loadgen.client_cpu import ClientFacts, CpuWatch
 from loadgen.options import LoadOptions
 from loadgen.plan import LoadPlan
 from loadgen.preflight import Prepared, prepare
@@ -32,6 +33,7 @@ from loadgen.server_side import ServerSideWatch
 
 log = logging.getLogger(__name__)
 REPORT_KEY = "imgbench"
+CLIENT_REPORT_KEY = "imgbench_client"
 PREPARED_MESSAGE = "imgbench_prepared"
 CLOCK_MESSAGE = "imgbench_clock"
 WORKER_WAIT_S = 120.0
@@ -61,6 +63,9 @@ class LoadSession:
         self.workers_prepared: dict[str, dict[str, Any]] = {}
         self.master_started_wall: float | None = None
         self.server_side: ServerSideWatch | None = None
+        self.client = ClientFacts()
+        """The generator's own CPU per step window and open-loop lateness (``loadgen.client_cpu``)."""
+        self.cpu_watch: CpuWatch | None = None
 
     @property
     def is_master(self) -> bool:
@@ -113,6 +118,10 @@ class LoadSession:
         self.recorder.reset_run()
         self.started = at
         self.issued, self.ended_at, self.results_written = 0, None, False
+        if self.cpu_watch is not None:
+            self.cpu_watch.stop()
+        self.client = ClientFacts()
+        self.cpu_watch = CpuWatch(self.plan, at, self.client).start()
         self.stop_reason = "plan completed"
         if not self.is_worker:  # one view of the server per run, from the process that writes results
             if self.server_side is not None:
@@ -171,14 +180,18 @@ class LoadSession:
             preflight=self.prepared.facts,
             stop_reason=self.stop_reason,
             server_timings=self.server_side.stop() if self.server_side else None,
+            client=self.client,
         )
         json_path, csv_path = results.write(data, self.options.results_dir)
         for row in data.points:
             log.info(
-                "%s %s: n=%s p50=%s p99=%s p99.9=%s max=%s ms, %s req/s, errors=%s incorrect=%s",
+                "%s %s: n=%s p50=%s p99=%s p99.9=%s max=%s ms, %s req/s, errors=%s incorrect=%s, %s",
                 row.server.label, row.point, row.n, row.p50_ms, row.p99_ms, row.p999_ms,
-                row.max_ms, row.throughput_rps, row.errors, row.incorrect,
+                row.max_ms, row.throughput_rps, row.errors, row.incorrect, results.client_summary(row),
             )  # fmt: skip
+            if row.client_bound and row.client is not None:
+                reasons = "; ".join(row.client.reasons)
+                log.warning("%s: CLIENT-BOUND: %s; %s", row.point, reasons, row.client.advice)
         log.info("results: %s, %s", json_path, csv_path)
 
 
@@ -215,6 +228,9 @@ def on_init(environment: Environment) -> None:
         environment.events.report_to_master.add_listener(
             lambda client_id, data: data.__setitem__(REPORT_KEY, session.recorder.drain())
         )
+        environment.events.report_to_master.add_listener(
+            lambda client_id, data: data.__setitem__(CLIENT_REPORT_KEY, session.client.drain())
+        )
         # With the options at hand (same flags or environment as the master), the preflight runs now,
         # not when the test starts: a worker busy preparing would start its share of the plan late.
         if getattr(environment.parsed_options, "model", "") or environment.parsed_options.backend == "health":
@@ -245,6 +261,8 @@ def on_init(environment: Environment) -> None:
         def on_worker_report(client_id: str, data: dict[str, Any]) -> None:
             if REPORT_KEY in data:
                 session.recorder.merge(data[REPORT_KEY])
+            if CLIENT_REPORT_KEY in data:
+                session.client.merge(data[CLIENT_REPORT_KEY])
 
         environment.events.worker_report.add_listener(on_worker_report)
     metrics_port = int(getattr(environment.parsed_options, "metrics_port", 0) or 0)

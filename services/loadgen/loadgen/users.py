@@ -134,6 +134,8 @@ class InferenceUser(User):
         session.in_flight += 1
         sent = time.perf_counter()
         origin = sent if scheduled is None else scheduled
+        if scheduled is not None and session.plan.measured(elapsed := session.elapsed(scheduled)):
+            session.client.late(session.plan.point_at(elapsed).index, sent - scheduled)
         try:
             answer: Answer = self.sender.send(index)
         except GreenletExit:

@@ -1,0 +1,77 @@
+"""The load generator says when it, not the server, limited a point (loadgen.client_cpu): its own CPU
+per request and utilisation on every point, ``client_bound`` when a process saturates its core or,
+open loop, when its sends slip behind the schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lg_helpers import HERE, MODEL, run_loadgen
+from loadgen.client_cpu import LATE_SHARE, SATURATED_SHARE, ClientFacts, verdict
+
+
+def test_an_idle_point_is_not_client_bound(start_fake_triton, fake_repository: Path, tmp_path: Path) -> None:
+    """One user against a 20 ms server: the generator is idle almost all the time."""
+    server = start_fake_triton(service_time=0.02)
+    run = run_loadgen(
+        tmp_path, "--backend", "triton", "--target", server.target, "--model", MODEL,
+        "--model-repository", str(fake_repository), "-u", "1", "--step-duration", "4", "--warmup", "1",
+    )  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    row = run.row()
+    client = row["client"]
+    assert row["client_bound"] is False, client
+    assert client["processes"] == 1 and client["reasons"] == [] and client["advice"] == ""
+    assert 0 < client["max_process_utilisation"] < SATURATED_SHARE, client
+    # Some CPU per request, and far less than the 20 ms the server takes for each.
+    assert 0 < row["client_cpu_ms_per_request"] < 20, row
+    assert "client_bound" in run.csv.splitlines()[0]
+    assert "client ok" in run.output
+
+
+def test_a_cpu_starved_generator_is_client_bound(health_server, tmp_path: Path) -> None:
+    """Users that burn 4 ms of CPU per request cannot keep a 400/s open-loop schedule on one process:
+    the sends slip, and the point says so, with what to do."""
+    run = run_loadgen(
+        tmp_path, "-f", str(HERE / "slow_locustfile.py"), "--backend", "health",
+        "--target", health_server.target, "--mode", "open", "--arrivals", "constant", "--rate", "400",
+        "--step-duration", "4", "--warmup", "1", "--drain", "2",
+        env={"IMGBENCH_TEST_SPIN_S": "0.004"},
+    )  # fmt: skip
+    assert run.results is not None, run.output[-3000:]
+    row = run.row()
+    client = row["client"]
+    assert row["client_bound"] is True, client
+    assert client["late_share"] >= LATE_SHARE and client["late_sends"] > 0, client
+    assert client["lateness_ms"]["99"] > 1.0, client
+    assert "--processes" in client["advice"] and any("schedule" in r for r in client["reasons"])
+    assert "CLIENT-BOUND" in run.output
+
+
+def test_saturated_process_is_client_bound_and_its_cost_is_summed() -> None:
+    facts = ClientFacts()
+    facts.add_process(0, cpu_s=0.95, wall_s=1.0, host_busy_s=1.9, host_s=2.0)  # a saturated worker
+    facts.add_process(0, cpu_s=0.05, wall_s=1.0)  # the master
+    load, cpu_ms, bound = verdict(facts, requests=2000, window_s=2.0, mode="closed")
+    assert bound is True and load is not None
+    assert load.processes == 2 and load.max_process_utilisation == 0.95
+    assert load.utilisation == 1.0 and cpu_ms == 1.0  # 1 core for 2 s over 2000 requests
+    assert load.host_utilisation == 0.95 and "95% of a core" in load.reasons[0]
+    # Below the threshold: not bound; no samples (a run cut short): not measured, not guessed.
+    idle = ClientFacts()
+    idle.add_process(0, cpu_s=0.3, wall_s=1.0)
+    assert verdict(idle, requests=100, window_s=1.0, mode="closed")[2] is False
+    assert verdict(ClientFacts(), requests=100, window_s=1.0, mode="closed") == (None, None, None)
+
+
+def test_worker_facts_merge_on_the_master() -> None:
+    worker, master = ClientFacts(), ClientFacts()
+    worker.add_process(1, cpu_s=0.5, wall_s=1.0)
+    for lateness_s in (0.0001, 0.0002, 0.01):
+        worker.late(1, lateness_s)
+    master.add_process(1, cpu_s=0.1, wall_s=1.0)
+    master.merge(worker.drain())
+    assert worker.processes == {} and worker.lateness == {}
+    load, _, bound = verdict(master, requests=10, window_s=1.0, mode="open", step=1)
+    assert load is not None and load.processes == 2 and load.late_sends == 1
+    assert load.late_share == round(1 / 3, 4) and bound is True
