@@ -179,7 +179,10 @@ class InferenceClient(ABC):
         """Ask ``credentials`` again; True when the key changed (the call is then worth retrying)."""
         if self._credentials is None:
             return False
-        bearer = self._credentials()
+        try:
+            bearer = self._credentials()
+        except Exception:  # unreadable right now: keep the old key, the call's own error stands
+            return False
         if not bearer or bearer == self._bearer:
             return False
         self._bearer, self._call_metadata = bearer, self._metadata_with(bearer)

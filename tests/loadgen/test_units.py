@@ -196,6 +196,10 @@ def test_options_name_the_offending_value(tmp_path: Path) -> None:
     from loadgen.options import torchserve_token
 
     assert torchserve_token(options.auth_key_file) == "abc"
+    # Met half written while TorchServe renews a key: read again, not failed at once.
+    key_file.write_text("")
+    with pytest.raises(ImgbenchError, match="Expecting value"):
+        torchserve_token(str(key_file), attempts=2)
     with pytest.raises(ImgbenchError, match="cannot read TorchServe's inference key"):
         LoadOptions.from_parsed(
             parse("--backend", "torchserve", "--torchserve-key-file", str(tmp_path / "missing.json"))

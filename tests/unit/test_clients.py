@@ -95,6 +95,31 @@ def test_a_renewed_key_is_picked_up_once_and_the_call_retried() -> None:
         client.close()
 
 
+def test_an_unreadable_key_keeps_the_old_one_and_the_call_error_stands() -> None:
+    """TorchServe rewrites key_file.json in place: credentials that fail for a moment must not turn a
+    refused call into a crash of the client."""
+    answers = iter(["old"])
+
+    def credentials() -> str:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise OSError("key_file.json is being rewritten") from None
+
+    client = client_class("triton")("127.0.0.1:1", {}, credentials=credentials)
+
+    def denied(request: object, timeout: float, metadata: tuple) -> str:
+        raise FakeRpcError(CODE.PERMISSION_DENIED, "Token Authorization failed")
+
+    try:
+        with pytest.raises(InferenceError) as raised:
+            client._call(denied, "request", "pt_x")
+        assert raised.value.code == CODE.PERMISSION_DENIED
+        assert ("authorization", "Bearer old") in client._call_metadata
+    finally:
+        client.close()
+
+
 def test_batch_problems_name_the_offending_value() -> None:
     manifest = make_manifest("pytorch")
     good = np.zeros((2, 3, 32, 32), np.float32)

@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,17 @@ def _numbers(text: str, kind: type, flag: str) -> list[Any]:
         raise ImgbenchError(f"{flag} must be comma-separated numbers, got {text!r}") from None
 
 
-def torchserve_token(key_file: str) -> str:
-    """TorchServe's current inference key from its ``key_file.json``."""
-    try:
-        return str(json.loads(Path(key_file).read_text(encoding="utf-8"))["inference"]["key"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ImgbenchError(f"cannot read TorchServe's inference key from {key_file}: {exc}") from None
+def torchserve_token(key_file: str, attempts: int = 5) -> str:
+    """TorchServe's current inference key from its ``key_file.json``. TorchServe rewrites the file in
+    place when it renews a key, so a read can meet it empty or half written: tried a few times."""
+    problem: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return str(json.loads(Path(key_file).read_text(encoding="utf-8"))["inference"]["key"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problem = exc
+            time.sleep(0.02)
+    raise ImgbenchError(f"cannot read TorchServe's inference key from {key_file}: {problem}")
 
 
 def _key_file(parsed: argparse.Namespace) -> str:
