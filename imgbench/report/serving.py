@@ -9,6 +9,8 @@ from __future__ import annotations
 from imgbench.load_results import LoadPoint, ServerTimings, SloSearch
 from imgbench.report.inputs import ReportInputs
 from imgbench.report.markdown import num, table
+from imgbench.report.repeats import across_repeats
+from imgbench.report.stats import UNRELIABLE_NOTE, percentile_cell
 
 
 def backend_label(point: LoadPoint) -> str:
@@ -148,8 +150,9 @@ def server_side_view(measured: list[LoadPoint]) -> list[str]:
                 point.model,
                 point.batch_size,
                 load_label(point),
+                point.n,
                 num(point.p50_ms, 2),
-                num(point.p99_ms, 2),
+                percentile_cell(point.p99_ms, 99.0, point.n),
                 num(point.mean_ms, 2),
                 num(timings.queue_ms, 2),
                 num(_compute_ms(timings), 2),
@@ -164,7 +167,7 @@ def server_side_view(measured: list[LoadPoint]) -> list[str]:
         "",
         "The server's own view of the same windows (ms per request; means): queue, compute (Triton: "
         "input + infer + output; TorchServe: handler) and its total, beside the client's. `outside` is the "
-        "client's mean minus the server's total: network, protocol and client.",
+        "client's mean minus the server's total: network, protocol and client. " + UNRELIABLE_NOTE,
         "",
         table(
             [
@@ -172,6 +175,7 @@ def server_side_view(measured: list[LoadPoint]) -> list[str]:
                 "model",
                 "batch",
                 "load",
+                "n",
                 "client p50",
                 "client p99",
                 "client mean",
@@ -196,8 +200,8 @@ def serving_section(inputs: ReportInputs) -> str:
             point.n,
             num(point.p50_ms, 2),
             num(point.p90_ms, 2),
-            num(point.p99_ms, 2),
-            num(point.p999_ms, 2),
+            percentile_cell(point.p99_ms, 99.0, point.n),
+            percentile_cell(point.p999_ms, 99.9, point.n),
             num(point.throughput_rps, 1),
             point.errors,
             point.incorrect,
@@ -215,6 +219,7 @@ def serving_section(inputs: ReportInputs) -> str:
     parts += [
         "Client-side latency from an HdrHistogram over the measured window (warm-up excluded). Open-loop "
         "latency counts from each request's scheduled send time, so a server's queue shows up in it. "
+        "Every percentile is over its row's `n` requests; " + UNRELIABLE_NOTE + " "
         "`incorrect` counts answers whose top-1 differed from the label of a real validation image. "
         "Each server is named as it identified itself. `client` is the load generator's verdict on "
         "itself: its CPU per request (all its processes) and whether it, not the server, limited the point "
@@ -240,6 +245,7 @@ def serving_section(inputs: ReportInputs) -> str:
         ),
     ]
     parts += client_bound_notes(points(inputs))
+    parts += across_repeats(points(inputs))
     parts += server_side_view(points(inputs))
     parts += server_settings(points(inputs))
     searches = [s for result in inputs.load_results for s in result.slo_search]

@@ -1,21 +1,33 @@
-"""Training section: the rows of the seed's table, measured, per framework and architecture."""
+"""Training section: the rows of the seed's table, measured, per framework and architecture.
+
+With ``--repeats N`` every figure is the mean over the seeds with its 95% confidence interval (Student
+t); with one run it is that run's value, and the table says there is no interval."""
 
 from __future__ import annotations
 
 from imgbench.manifest import Manifest
 from imgbench.report.inputs import ReportInputs
-from imgbench.report.markdown import mib, num, pct, table
-from imgbench.report.stats import Spread, spread, steady_state
+from imgbench.report.markdown import table
+from imgbench.report.repeats import training_interval
+from imgbench.report.stats import Interval
 
 FRAMEWORK_LABEL = {"pytorch": "PyTorch", "tensorflow": "TensorFlow"}
 
 
-def epoch_seconds(manifest: Manifest) -> Spread | None:
-    return spread(steady_state([record.seconds for record in manifest.training.history]))
+def epoch_seconds(manifest: Manifest) -> Interval | None:
+    """Seconds per epoch after the first (warm-up), across seeds."""
+    return training_interval(manifest, "seconds_per_epoch") if manifest.training.history else None
 
 
-def epoch_throughput(manifest: Manifest) -> Spread | None:
-    return spread(steady_state([record.images_per_second for record in manifest.training.history]))
+def interval_cell(interval: Interval, digits: int, scale: float = 1.0, unit: str = "") -> str:
+    """``'95.0% ± 1.2% (n=3)'``; a single run's value alone (its row's ``repeats`` says 1)."""
+    if interval.half_width is None:
+        return f"{interval.mean * scale:,.{digits}f}{unit}"
+    return interval.format(digits, scale, unit)
+
+
+def _mean(manifest: Manifest, figure: str) -> float:
+    return training_interval(manifest, figure).mean
 
 
 def _variant(manifest: Manifest) -> str:
@@ -39,20 +51,22 @@ def training_section(inputs: ReportInputs) -> str:
             manifest = frameworks.get(framework)
             if manifest is None:
                 rows.append(
-                    [architecture, FRAMEWORK_LABEL[framework], "not trained in this run"] + [None] * 7
+                    [architecture, FRAMEWORK_LABEL[framework], 0, "not trained in this run"] + [None] * 7
                 )
                 continue
             training = manifest.training
-            seconds = epoch_seconds(manifest)
+            repeats = len(training.repeats.per_seed) if training.repeats else 1
             rows.append(
                 [
                     architecture,
                     FRAMEWORK_LABEL[framework],
-                    pct(training.top1),
-                    pct(training.top5),
-                    str(seconds) if seconds else None,
-                    num(training.images_per_second, 0),
-                    mib(training.peak_memory_bytes) + f" ({training.memory_kind})",
+                    repeats,
+                    interval_cell(training_interval(manifest, "top1"), 1, 100, "%"),
+                    f"{training.top5:.1%}",
+                    interval_cell(training_interval(manifest, "seconds_per_epoch"), 2),
+                    interval_cell(training_interval(manifest, "images_per_second"), 0),
+                    interval_cell(training_interval(manifest, "peak_memory_bytes"), 1, 2**-20, " MiB")
+                    + f" ({training.memory_kind})",
                     f"{training.parameters:,}",
                     f"{training.epochs} (best {training.best_epoch})",
                     f"{training.device}; {_variant(manifest)}",
@@ -64,9 +78,9 @@ def training_section(inputs: ReportInputs) -> str:
             ratio_rows.append(
                 [
                     architecture,
-                    f"{(pt.training.top1 - tf.training.top1) * 100:+.1f} pts",
+                    f"{(_mean(pt, 'top1') - _mean(tf, 'top1')) * 100:+.1f} pts",
                     f"{tf_s.mean / pt_s.mean:.2f}×" if pt_s and tf_s and pt_s.mean else None,
-                    f"{pt.training.peak_memory_bytes / tf.training.peak_memory_bytes:.2f}×"
+                    f"{_mean(pt, 'peak_memory_bytes') / _mean(tf, 'peak_memory_bytes'):.2f}×"
                     if tf.training.peak_memory_bytes
                     else None,
                     f"{pt.training.parameters / tf.training.parameters:.4f}"
@@ -77,14 +91,17 @@ def training_section(inputs: ReportInputs) -> str:
     parts = [
         "## Training",
         "",
-        "Best validation top-1/top-5 (the exported weights), seconds per epoch as mean ± standard "
-        "deviation over epochs after the first (which pays for warm-up), mean training images/s, "
-        "peak memory.",
+        "Best validation top-1, seconds per epoch and training images/s over the epochs after the first "
+        "(which pays for warm-up), peak memory. With `repeats` above 1 (`--repeats N`: one run per seed) "
+        "each is the mean over the seeds ± the half-width of its 95% confidence interval (Student t); "
+        "with one run it is that run's value and there is no interval: the spread of epochs within a run "
+        "says nothing about the next run. top-5 is the exported (first) seed's.",
         "",
         table(
             [
                 "model",
                 "framework",
+                "repeats",
                 "top-1",
                 "top-5",
                 "s/epoch",
@@ -100,8 +117,9 @@ def training_section(inputs: ReportInputs) -> str:
     if ratio_rows:
         parts += [
             "",
-            "PyTorch relative to TensorFlow, same architecture, data, recipe and machine "
-            "(speed: TF s/epoch ÷ PT s/epoch, above 1 means PyTorch is faster):",
+            "PyTorch relative to TensorFlow, same architecture, data, recipe and machine, from the means "
+            "above (speed: TF s/epoch ÷ PT s/epoch, above 1 means PyTorch is faster); whether a difference "
+            "is real is decided in the claims section, across repeats:",
             "",
             table(
                 ["model", "top-1 PT − TF", "speed PT/TF", "peak memory PT/TF", "parameters PT/TF"], ratio_rows

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from factories import epoch, load_document, load_point, make_manifest
 
 from imgbench.errors import ImgbenchError, ManifestError
 from imgbench.load_results import parse_load_result
 from imgbench.manifest import SeedFigures, TrainingRepeats, load_manifest, write_manifest
 from imgbench.training_log import append_epoch, training_repeats, write_repeats
-from tests.unit.factories import epoch, load_document, load_point, make_manifest
 
 
 def _seed_runs(base: Path, seeds: dict[int, float]) -> dict[int, Path]:

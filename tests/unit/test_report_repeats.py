@@ -1,0 +1,173 @@
+"""The report across repeats: 95% CIs, Welch verdicts on the seed's claims (n=1: cannot tell), percentiles
+marked unreliable below their sample counts, the 80-column terminal summary, a --repeats 2 report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from factories import load_document, load_point, make_manifest
+
+from imgbench.errors import ImgbenchError
+from imgbench.manifest import Manifest, SeedFigures, TrainingRepeats, write_manifest
+from imgbench.paths import ModelRepository
+from imgbench.report.build import build_report
+from imgbench.report.inputs import read_inputs
+from imgbench.report.stats import ci95, compare, percentile_cell, percentile_reliable, welch_p_value
+from imgbench.report.terminal import render_summary
+
+# -- confidence intervals and verdicts --------------------------------------------------------------------
+
+
+def test_ci95_is_student_t_across_repeats() -> None:
+    interval = ci95([0.90, 0.92, 0.94])
+    assert interval.mean == pytest.approx(0.92)
+    assert interval.half_width == pytest.approx(4.3027 * 0.02 / 3**0.5, rel=1e-4)
+    assert interval.format(3) == "0.920 ± 0.050 (n=3)"
+    single = ci95([0.9])
+    assert single.half_width is None and single.low is None
+    assert single.format(1) == "0.9 (n=1, no CI)"
+    with pytest.raises(ImgbenchError, match="none"):
+        ci95([])
+
+
+def test_welch_p_value_matches_the_textbook_example() -> None:
+    # t = (3 - 1) / sqrt(1/3 + 1/3) = 2.449, df = 4: two-sided p = 0.0704.
+    p_value = welch_p_value(ci95([2.0, 3.0, 4.0]), ci95([0.0, 1.0, 2.0]))
+    assert p_value == pytest.approx(0.0704, abs=1e-4)
+    with pytest.raises(ImgbenchError, match="n=1"):
+        welch_p_value(ci95([1.0]), ci95([1.0, 2.0]))
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "sign", "verdict"),
+    [
+        ([0.95, 0.96, 0.94], [0.90, 0.91, 0.89], +1, "supported"),
+        ([0.95, 0.96, 0.94], [0.90, 0.91, 0.89], -1, "contradicted"),
+        ([10.0, 10.1, 9.9], [12.0, 12.2, 11.8], -1, "supported"),  # PT faster per epoch, as claimed
+        ([0.95, 0.80, 0.90], [0.90, 0.85, 0.93], +1, "not distinguishable"),
+        ([0.95], [0.90], +1, "cannot tell"),  # one run per side: no run-to-run variation
+        ([0.95], [0.90, 0.91, 0.89], +1, "cannot tell"),
+        ([0.95, 0.95], [0.95, 0.95], +1, "not distinguishable"),  # identical, no spread
+        ([0.96, 0.96], [0.95, 0.95], +1, "supported"),  # different, no spread
+    ],
+)
+def test_verdicts_follow_from_the_repeats(a: list[float], b: list[float], sign: int, verdict: str) -> None:
+    assert compare(a, b, sign).verdict == verdict
+
+
+def test_cannot_tell_says_why_and_what_to_do() -> None:
+    text = compare([0.9], [0.8], +1).explain()
+    assert text.startswith("cannot tell") and "--repeats 2" in text
+    assert "Welch p=" in compare([1.0, 1.1], [2.0, 2.1], -1).explain()
+    with pytest.raises(ImgbenchError, match="0"):
+        compare([1.0], [1.0], 0)
+
+
+# -- percentiles ------------------------------------------------------------------------------------------
+
+
+def test_tail_percentiles_below_their_sample_counts_are_marked() -> None:
+    assert percentile_reliable(50.0, 10) and percentile_reliable(99.0, 1_000)
+    assert not percentile_reliable(99.0, 999)
+    assert not percentile_reliable(99.9, 9_999) and percentile_reliable(99.9, 10_000)
+    assert percentile_cell(12.345, 99.0, 290) == "12.35†"
+    assert percentile_cell(12.345, 99.0, 5_000) == "12.35"
+    assert percentile_cell(12.345, 99.9, 5_000) == "12.35†"
+    assert percentile_cell(None, 99.0, 5) is None
+
+
+# -- reports from synthetic runs --------------------------------------------------------------------------
+
+
+def _with_repeats(manifest: Manifest, top1: list[float], seconds: list[float]) -> Manifest:
+    manifest.training.repeats = TrainingRepeats(
+        per_seed=[
+            SeedFigures(seed=seed, epochs=3, top1=t, seconds_per_epoch=s, images_per_second=1438 / s,
+                        peak_memory_bytes=900 * 2**20 + seed)
+            for seed, (t, s) in enumerate(zip(top1, seconds, strict=True))
+        ]
+    )  # fmt: skip
+    return manifest
+
+
+def _write_run(run_dir: Path, manifests: list[Manifest], documents: list[dict]) -> Path:
+    repo = ModelRepository(run_dir / "model-repository")
+    for manifest in manifests:
+        write_manifest(repo.manifest_path(manifest.model), manifest)
+    (run_dir / "load").mkdir(parents=True)
+    for index, document in enumerate(documents):
+        (run_dir / "load" / f"run{index}.json").write_text(json.dumps(document))
+    return run_dir
+
+
+MODEL = "pt_mobilenet_v3_small"
+
+
+def _load_documents(seeds: list[int]) -> list[dict]:
+    documents = []
+    for seed in seeds:
+        cases = [("torchserve", 1, 30.0), ("torchserve", 4, 60.0), ("triton", 1, 8.0), ("tfserving", 1, 12.0)]
+        points = [
+            load_point(b, u, p99 + seed, seed=seed, model=MODEL, run_id=f"{b}-{u}-s{seed}", n=300 + 900 * u)
+            for b, u, p99 in cases
+        ]
+        points.append(
+            load_point("triton", 0, 9.0 + seed, seed=seed, mode="open", target_rate=20.0, point="rate=20",
+                       n=290, model="tf_mobilenet_v3_small", run_id=f"open-s{seed}")
+        )  # fmt: skip
+        documents.append(load_document(points, run_id=f"run-s{seed}"))
+    return documents
+
+
+@pytest.fixture
+def repeated_run(tmp_path: Path) -> Path:
+    pt = _with_repeats(make_manifest("pytorch", "mobilenet_v3_small"), [0.95, 0.94], [10.0, 10.2])
+    tf = _with_repeats(make_manifest("tensorflow", "mobilenet_v3_small"), [0.90, 0.905], [20.0, 20.4])
+    return _write_run(tmp_path / "run", [pt, tf], _load_documents([0, 1]))
+
+
+def test_a_repeats_2_report_gives_intervals_and_verdicts(repeated_run: Path) -> None:
+    report = build_report(repeated_run).read_text()
+    assert "94.5% ± 6.4% (n=2)" in report  # top-1 across the two seeds, t(1) = 12.71
+    claims = report.split("## The seed's claims, measured")[1].split("## Training")[0]
+    assert "| top-1, PyTorch − TensorFlow |" in claims and "supported (Welch p=" in claims
+    assert "time per epoch" in claims and "Welch's t-test" in claims
+    assert "Across repeats" in report
+    rows = {line for line in report.splitlines() if line.startswith("| ") and "(n=2)" in line}
+    # p99 60 and 61 ms over two seeds: 60.50 ± 12.71 × 0.71 / √2; 3,900 requests per repeat: reliable.
+    closed_4 = next(
+        row for row in rows if "| TorchServe | pt_mobilenet_v3_small | 1 | closed ×4 | 2 |" in row
+    )
+    assert "| 3,900 | 20.17 ± 2.12 (n=2) | 60.50 ± 6.35 (n=2) | 400.0 ± 0.0 (n=2) |" in closed_4
+    # The open-loop point's 290 requests per repeat cannot carry a p99.
+    assert any("| open 20/s | 2 | 290 |" in row and "9.50 ± 6.35 (n=2) †" in row for row in rows)
+    for within_run_wording in ("measurement noise", "standard errors apart", "two standard errors"):
+        assert within_run_wording not in report
+
+
+def test_one_run_per_framework_cannot_tell(tmp_path: Path) -> None:
+    slow_tf = make_manifest("tensorflow")
+    slow_tf.training.top1 = 0.5
+    run = _write_run(tmp_path / "run", [make_manifest("pytorch"), slow_tf], _load_documents([0]))
+    report = build_report(run).read_text()
+    claims = report.split("## The seed's claims, measured")[1].split("## Training")[0]
+    assert claims.count("cannot tell: 1 vs 1 repeat(s)") == 3  # top-1, time per epoch, memory
+    summary = report.split("## What this run says")[1].split("## The seed's")[0]
+    assert "the report cannot tell whether that is real" in summary
+    assert "Across repeats" not in report  # nothing was repeated
+
+
+def test_the_terminal_summary_fits_80_columns(repeated_run: Path) -> None:
+    text = render_summary(read_inputs(repeated_run), width=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "…" not in text
+    # Short registry names in the tables, the full self-reported labels in the legend.
+    assert "  triton = Triton 2.51.0 (python backend)" in lines
+    assert "  tfserving = TF Serving stand-in (TensorFlow 2.21.0)" in lines
+    assert any(line.split()[:2] == ["pt_mobilenet_v3_small", "2"] for line in lines)
+    open_row = next(line for line in lines if "open 20/s" in line)
+    assert "290" in open_row and "9.50†" in open_row
+    assert "unreliable" in text
