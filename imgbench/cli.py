@@ -330,6 +330,14 @@ def demo(
     epochs: Annotated[int, typer.Option(help="Training epochs per framework (default 6).")] = 6,
     image_size: Annotated[int, typer.Option(help="Image side in pixels (default 32).")] = 32,
     load_seconds: Annotated[float, typer.Option(help="Measured seconds per load point (default 15).")] = 15.0,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="Seeds per trainer and runs per load point; the report's 95% CIs and verdicts need 2 or "
+            "more (default 1).",
+            min=1,
+        ),
+    ] = 1,
     free_ports: Annotated[bool, typer.Option(help="Free ports instead of the standard ones.")] = False,
 ) -> None:
     """The whole pipeline natively: dataset, both trainers, three servers, load, report, stop."""
@@ -342,6 +350,7 @@ def demo(
         epochs=epochs,
         image_size=image_size,
         load_seconds=load_seconds,
+        repeats=repeats,
         ports=free_port_map() if free_ports else None,
     )
     report_path = run_demo(settings)

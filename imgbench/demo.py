@@ -47,6 +47,9 @@ class DemoSettings:
     warmup_seconds: float = 2.0
     concurrencies: tuple[int, ...] = (1, 4)
     open_loop_rate: float = 20.0
+    repeats: int = 1
+    """Trainings per framework (seeds 0..N-1) and runs of every load point (load seeds 0..N-1): the
+    report's confidence intervals and verdicts need at least 2."""
     edge_exports: bool = True
     """INT8 ONNX and TFLite; off in the smallest test run, whose one-epoch model is too unsettled for
     the quantized exports' agreement gate."""
@@ -154,7 +157,8 @@ def stage_train_pt(settings: DemoSettings) -> None:
             _python("pt"), "-m", "trainer_pt", "train", "--data-path", str(settings.data_dir),
             "--model", settings.architecture, "--image-size", str(settings.image_size),
             "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
-            "-j", "0", *SHARED_RECIPE, *([] if settings.edge_exports else ["--skip-int8"]),
+            "-j", "0", *SHARED_RECIPE, "--repeats", str(settings.repeats),
+            *([] if settings.edge_exports else ["--skip-int8"]),
             "--output-dir", str(settings.run_dir / "train" / "pt"),
             "--model-repository", str(settings.model_repository),
         ],
@@ -170,7 +174,8 @@ def stage_train_tf(settings: DemoSettings) -> None:
             _python("tf"), "-m", "trainer_tf", "train", "--data", str(settings.data_dir),
             "--model", settings.architecture, "--image-size", str(settings.image_size),
             "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
-            *SHARED_RECIPE, *([] if settings.edge_exports else ["--skip-tflite"]),
+            *SHARED_RECIPE, "--repeats", str(settings.repeats),
+            *([] if settings.edge_exports else ["--skip-tflite"]),
             "--run-dir", str(settings.run_dir / "train" / "tf"),
             "--model-repository", str(settings.model_repository),
         ],
@@ -218,6 +223,8 @@ def stage_load(settings: DemoSettings) -> None:
     users = ",".join(str(u) for u in settings.concurrencies)
     step = settings.load_seconds + settings.warmup_seconds
     cases = load_cases()
+    if settings.repeats < 1:
+        raise StageFailed(f"stage 'load': repeats must be at least 1, got {settings.repeats}")
     for backend in settings.backends:
         for prefix in cases[backend]:
             model = f"{prefix}_{settings.architecture}"
@@ -225,15 +232,18 @@ def stage_load(settings: DemoSettings) -> None:
                 (f"--users-steps {users}", "closed"),
                 (f"--mode open --arrivals poisson --rate {settings.open_loop_rate}", "open"),
             ):
-                stack.options[loadgen_service.BACKEND_OPTION] = backend
-                stack.options[loadgen_service.ARGS_OPTION] = (
-                    f"--headless --model {model} {mode_args} --step-duration {step} "
-                    f"--warmup {settings.warmup_seconds} --drain 2 --images 128 "
-                    f"--results-dir {settings.run_dir / 'load'} --run-id {backend}-{model}-{label} "
-                    "--only-summary"
-                )
-                plan = loadgen_service.build(stack.context())
-                run_logged("load", plan.argv, settings, plan.env)
+                # --repeats N: each point N times back to back, each with its own seed (image sample,
+                # order, Poisson arrivals) and result file; the report's intervals are across them.
+                for seed in range(settings.repeats):
+                    run_id = f"{backend}-{model}-{label}" + (f"-seed{seed}" if settings.repeats > 1 else "")
+                    stack.options[loadgen_service.BACKEND_OPTION] = backend
+                    stack.options[loadgen_service.ARGS_OPTION] = (
+                        f"--headless --model {model} {mode_args} --step-duration {step} "
+                        f"--warmup {settings.warmup_seconds} --drain 2 --images 128 --seed {seed} "
+                        f"--results-dir {settings.run_dir / 'load'} --run-id {run_id} --only-summary"
+                    )
+                    plan = loadgen_service.build(stack.context())
+                    run_logged("load", plan.argv, settings, plan.env)
 
 
 def stage_report(settings: DemoSettings) -> None:
@@ -283,44 +293,10 @@ def run_demo(settings: DemoSettings, stages: tuple[Stage, ...] = STAGES) -> Path
 
 
 def print_summary(run_dir: Path) -> None:
-    """The demo's last lines: training and serving at a glance (the report has the rest)."""
-    from rich.table import Table
-
+    """The demo's last lines: training and serving at a glance, readable in an 80-column log (the
+    report has the rest; ``imgbench.report.terminal``)."""
     from imgbench.report.inputs import read_inputs
-    from imgbench.report.serving import backend_label, load_label, points
+    from imgbench.report.terminal import LOG_WIDTH, render_summary
 
-    inputs = read_inputs(run_dir)
-    training = Table(title="training")
-    for column in ("model", "top-1", "s/epoch", "img/s", "ONNX agreement"):
-        training.add_column(column)
-    for name, manifest in sorted(inputs.manifests.items()):
-        onnx = manifest.exports.get("onnx")
-        agreement = f"{onnx.top1_agreement:.2%}" if onnx and onnx.top1_agreement is not None else "–"
-        training.add_row(
-            name,
-            f"{manifest.training.top1:.1%}",
-            f"{manifest.training.seconds_per_epoch:.1f}",
-            f"{manifest.training.images_per_second:.0f}",
-            agreement,
-        )
-    serving = Table(title="serving (client-side, measured window)")
-    for column in ("server", "model", "load", "n", "p50 ms", "p99 ms", "req/s", "errors", "incorrect"):
-        serving.add_column(column)
-    for point in points(inputs):
-        serving.add_row(
-            backend_label(point),
-            point.model,
-            load_label(point),
-            str(point.n),
-            _ms(point.p50_ms),
-            _ms(point.p99_ms),
-            f"{point.throughput_rps or 0:.1f}",
-            str(point.errors),
-            str(point.incorrect),
-        )
-    console.print(training)
-    console.print(serving)
-
-
-def _ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}"
+    text = render_summary(read_inputs(run_dir), width=min(console.width, LOG_WIDTH))
+    console.print(text, markup=False, highlight=False, soft_wrap=True, end="")
