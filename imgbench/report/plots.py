@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 from imgbench.load_results import LoadPoint
 from imgbench.report.inputs import ReportInputs
 from imgbench.report.serving import backend_label, images_per_second, load_label, points
+from imgbench.report.stats import percentile_reliable
 from imgbench.report.training import FRAMEWORK_LABEL
 
 
@@ -56,15 +57,24 @@ def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     for point, by_pct in curves:
         # x as 1/(1-q) spreads p90, p99, p99.9 evenly, as HdrHistogram plots do.
         xs = [1.0 / (1.0 - q / 100.0) if q < 100 else 1e4 for q, _ in by_pct]
-        ax.plot(
-            xs,
-            [ms for _, ms in by_pct],
-            label=f"{backend_label(point)} b{point.batch_size} {load_label(point)}",
+        # Solid where n carries the percentile, dotted beyond (fewer than ten requests in the tail).
+        trusted = sum(1 for q, _ in by_pct if percentile_reliable(q, point.n))
+        (line,) = ax.plot(
+            xs[:trusted],
+            [ms for _, ms in by_pct][:trusted],
+            label=f"{backend_label(point)} b{point.batch_size} {load_label(point)} (n={point.n:,})",
         )
+        if trusted < len(xs):
+            ax.plot(
+                xs[max(trusted - 1, 0) :], [ms for _, ms in by_pct][max(trusted - 1, 0) :],
+                linestyle=":", color=line.get_color(),
+            )  # fmt: skip
     ax.set_xscale("log")
     ticks = [50, 90, 99, 99.9]
     ax.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks], [f"p{t:g}" for t in ticks])
-    ax.set(ylabel="latency (ms)", title="Client-side latency by percentile")
+    ax.set(
+        ylabel="latency (ms)", title="Client-side latency by percentile (dotted: under 10 requests beyond it)"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     path = _save(fig, out_dir / "latency_percentiles.png")

@@ -58,6 +58,14 @@ def search_label(search: SloSearch, inputs: ReportInputs) -> str:
     return f"{search.backend} (unidentified)"
 
 
+def _search_n(search: SloSearch) -> int | None:
+    """Requests behind the p99 at the search's highest passing rate (its probe's n), if recorded."""
+    for probe in search.probes:
+        if search.max_rate is not None and probe.get("rate") == search.max_rate and "n" in probe:
+            return int(probe["n"])
+    return None
+
+
 def _compute_ms(timings: ServerTimings) -> float | None:
     parts = [
         timings.compute_input_ms,
@@ -252,17 +260,19 @@ def serving_section(inputs: ReportInputs) -> str:
     if searches:
         parts += [
             "",
-            "Highest arrival rate whose p99 stayed under the SLO (MLPerf Server-style search):",
+            "Highest arrival rate whose p99 stayed under the SLO (MLPerf Server-style search); `n`: the "
+            "requests behind that p99 (its probe's). " + UNRELIABLE_NOTE,
             "",
             table(
-                ["server", "model", "SLO ms", "max rate req/s", "p99 ms at that rate", "step s"],
+                ["server", "model", "SLO ms", "max rate req/s", "n", "p99 ms at that rate", "step s"],
                 [
                     [
                         search_label(s, inputs),
                         s.model,
                         num(s.slo_ms, 0),
                         num(s.max_rate, 1),
-                        num(s.p99_ms, 2),
+                        _search_n(s),
+                        percentile_cell(s.p99_ms, 99.0, _search_n(s) or 0),
                         num(s.step_s, 0),
                     ]
                     for s in searches

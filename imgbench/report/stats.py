@@ -33,6 +33,7 @@ Verdict = Literal["supported", "contradicted", "not distinguishable", "cannot te
 
 # Below these sample counts a tail percentile is a handful of requests (p99 of 290 is the 3rd-slowest).
 MIN_SAMPLES = {99.0: 1_000, 99.9: 10_000}
+TAIL_SAMPLES = 10  # what MIN_SAMPLES amounts to: ten requests beyond the percentile
 UNRELIABLE_MARK = "†"
 UNRELIABLE_NOTE = (
     f"{UNRELIABLE_MARK} unreliable: a p99 from fewer than {MIN_SAMPLES[99.0]:,} samples, or a p99.9 from "
@@ -155,9 +156,13 @@ def steady_state(values: list[float]) -> list[float]:
 
 
 def percentile_reliable(percentile: float, n: int) -> bool:
-    """False for a p99 from fewer than 1,000 samples or a p99.9 from fewer than 10,000."""
-    threshold = max((need for q, need in MIN_SAMPLES.items() if percentile >= q), default=0)
-    return n >= threshold
+    """False for a p99 from fewer than 1,000 samples or a p99.9 from fewer than 10,000: from p99 up, the
+    tail beyond the percentile must hold at least ten samples (so the maximum never is one)."""
+    if percentile < min(MIN_SAMPLES):
+        return True
+    if percentile >= 100:
+        return False
+    return n * (1 - percentile / 100) >= TAIL_SAMPLES - 1e-9
 
 
 def percentile_cell(value: float | None, percentile: float, n: int, digits: int = 2) -> str | None:

@@ -22,6 +22,11 @@ from imgbench.report.serving import points
 from imgbench.report.stats import UNRELIABLE_MARK, UNRELIABLE_NOTE, Interval, percentile_reliable
 
 LOG_WIDTH = 80
+CLIENT_BOUND_MARK = "*"
+
+
+def _client_bound(group: LoadGroup) -> bool:
+    return any(point.client_bound for point in group.points)
 
 
 def short_labels(measured: list[LoadPoint]) -> dict[str, str]:
@@ -91,7 +96,7 @@ def serving_table(model: str, groups: list[LoadGroup], shorts: dict[str, str]) -
             f"{group.min_n:,}",
             _mean(group.interval("p50_ms"), 2),
             _mean(group.interval("p99_ms"), 2, mark),
-            _mean(group.interval("throughput_rps"), 1),
+            _mean(group.interval("throughput_rps"), 1, CLIENT_BOUND_MARK if _client_bound(group) else ""),
             str(sum(p.errors for p in group.points)),
             str(sum(p.incorrect for p in group.points)),
         )
@@ -114,6 +119,13 @@ def render_summary(inputs: ReportInputs, width: int = LOG_WIDTH) -> str:
         console.print("servers:", highlight=False)
         for label, short in shorts.items():
             console.print(f"  {short} = {label}", highlight=False, markup=False)
+        if any(_client_bound(group) for groups in by_model.values() for group in groups):
+            console.print(
+                f"{CLIENT_BOUND_MARK} client-bound: the load generator, not the server, limited the point "
+                "(see the report's serving section).",
+                highlight=False,
+                markup=False,
+            )
         console.print(
             f"n: requests behind each percentile (the fewest of any repeat). {UNRELIABLE_NOTE}",
             highlight=False,

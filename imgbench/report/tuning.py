@@ -6,6 +6,7 @@ from __future__ import annotations
 from imgbench.load_results import TuneProbe, TuneSummary
 from imgbench.report.inputs import ReportInputs
 from imgbench.report.markdown import num, table
+from imgbench.report.stats import UNRELIABLE_NOTE, percentile_cell
 
 
 def searches(inputs: ReportInputs) -> list[TuneSummary]:
@@ -16,6 +17,22 @@ def _config(probe: TuneProbe | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in probe.config.items()) if probe else "–"
 
 
+def _best_p99(inputs: ReportInputs, search: TuneSummary) -> str | None:
+    """The best probe's p99 with the n behind it (from its point, matched by configuration), marked
+    unreliable below 1,000 requests."""
+    best = search.best
+    if best is None or best.p99_ms is None:
+        return None
+    for result in inputs.load_results:
+        if result.tune is not search:
+            continue
+        for point in result.points:
+            config = point.server_config or {}
+            if all(config.get(k) == v for k, v in best.config.items()):
+                return f"{percentile_cell(best.p99_ms, 99.0, point.n)} (n={point.n:,})"
+    return f"{best.p99_ms:.2f} (n unknown)"
+
+
 def tuning_section(inputs: ReportInputs) -> str:
     found = searches(inputs)
     if not found:
@@ -24,7 +41,7 @@ def tuning_section(inputs: ReportInputs) -> str:
         "## Each server at its best",
         "",
         "`imgbench tune`: the server's knobs searched under a p99 SLO (closed loop, one fresh server per "
-        "probe); the default configuration is measured first, in the same session.",
+        "probe); the default configuration is measured first, in the same session. " + UNRELIABLE_NOTE,
         "",
         table(
             [
@@ -47,7 +64,7 @@ def tuning_section(inputs: ReportInputs) -> str:
                     num(s.default.images_per_second if s.default else None, 1),
                     _config(s.best),
                     num(s.best.images_per_second if s.best else None, 1),
-                    num(s.best.p99_ms if s.best else None, 2),
+                    _best_p99(inputs, s),
                     len(s.probes),
                 ]
                 for s in found

@@ -171,3 +171,35 @@ def test_the_terminal_summary_fits_80_columns(repeated_run: Path) -> None:
     open_row = next(line for line in lines if "open 20/s" in line)
     assert "290" in open_row and "9.50†" in open_row
     assert "unreliable" in text
+
+
+def test_slo_search_and_tuning_p99s_carry_their_n(tmp_path: Path) -> None:
+    search = {
+        "backend": "triton", "model": MODEL, "slo_ms": 100, "max_rate": 40.0, "p99_ms": 80.0, "step_s": 20,
+        "probes": [{"rate": 20.0, "p99_ms": 50.0, "n": 400}, {"rate": 40.0, "p99_ms": 80.0, "n": 800}],
+    }  # fmt: skip
+    best = {"config": {"max_batch_size": 8}, "images_per_second": 90.0, "p99_ms": 30.0, "passed": True}
+    tune = {
+        "backend": "triton", "model": MODEL, "strategy": "grid", "slo_ms": 50, "budget_s": 60,
+        "elapsed_s": 50, "best": best, "default": best, "probes": [best], "verdict": "8 is best.",
+    }  # fmt: skip
+    tune_point = load_point("triton", 1, 30.0, model=MODEL, n=2_000, server_config={"max_batch_size": 8})
+    run = _write_run(
+        tmp_path / "run",
+        [],
+        [
+            load_document([], kind="slo_search", slo_search=[search]),
+            load_document([tune_point], kind="tune", tune=tune),
+        ],
+    )
+    report = build_report(run).read_text()
+    assert "| 100 | 40.0 | 800 | 80.00† | 20 |" in report  # 800 requests cannot carry a p99
+    assert "| 30.00 (n=2,000) |" in report
+
+
+def test_client_bound_points_are_marked_in_the_terminal_summary(tmp_path: Path) -> None:
+    document = load_document([load_point("triton", 1, 8.0, model=MODEL, n=5_000, client_bound=True)])
+    text = render_summary(read_inputs(_write_run(tmp_path / "run", [], [document])), width=80)
+    row = next(line for line in text.splitlines() if line.startswith(" triton") or line.startswith("triton"))
+    assert "100.0*" in row and "8.00" in row and "8.00†" not in row
+    assert "* client-bound" in text
