@@ -5,9 +5,11 @@ date, the commit and the hardware, so regressions show.
     .venv/core/bin/python -m imgbench.bench.suite [--run-dir runs/bench-<time>] [--only NAME ...]
 
 Benchmarks (fixed settings, see BENCHMARKS): trainer-pt and trainer-tf (trainer vs a bare loop, fp32 vs
-reduced precision, eager vs compiled), serving (served vs in-process), loadgen capacity, and the SLO
-sweep (highest arrival rate with p99 under 100 ms per server). Results are not asserted: a benchmark is
-not a test. A failed benchmark is recorded as failed and the others still run.
+reduced precision, eager vs compiled), serving (served vs in-process), loadgen capacity, the SLO
+sweep (highest arrival rate with p99 under 100 ms per server), trainers (both trainers' fp32 img/s vs
+their bare loops, back to back, against the 0.95 goal) and parity (the recipe-parity replay's step-0 and
+trajectory differences), the last two in ``imgbench.bench.fair_fight``. Results are not asserted: a
+benchmark is not a test. A failed benchmark is recorded as failed and the others still run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from imgbench import servers
+from imgbench.bench import fair_fight
 from imgbench.demo import DemoSettings, StageFailed, run_logged, stage_dataset, stage_train_pt, stage_train_tf
 from imgbench.paths import project_root, venv_bin
 from imgbench.stack import Stack
@@ -153,6 +156,9 @@ BENCHMARKS: dict[str, Callable[[DemoSettings, Path], None]] = {
     "serving": bench_serving,
     "loadgen": bench_loadgen,
     "sweep": bench_sweep,
+    # Issue 11 (imgbench.bench.fair_fight): both trainers vs their bare loops back to back; recipe parity.
+    "trainers": fair_fight.bench_trainers,
+    "parity": fair_fight.bench_parity,
 }
 NEEDS_MODELS = {"serving", "sweep"}
 
