@@ -192,6 +192,8 @@ def test_killed_server_counts_errors_and_recovers(
     assert row["incorrect"] == 0 and row["n"] > 0
     (burst,) = results["faults"]["error_bursts"]
     assert burst["recovered"] and burst["answers_after"] > 0, burst
+    faults = results["faults"]
+    assert faults["lost"] == 0 and faults["issued"] == faults["answered"] + faults["errors"], faults
     assert 1 <= burst["to_s"] - burst["from_s"] <= 6, burst
 
 

@@ -160,6 +160,9 @@ class Recorder:
     """Prometheus bucket upper bounds (imgbench.observability.latency_buckets, an edge at the SLO)."""
     timeline: dict[int, Counter[str]] = field(default_factory=dict)
     """Second of the run -> outcome counts (``ok``, ``incorrect``, error codes)."""
+    issued: int = 0
+    """Requests the users issued (sent, or dropped at the in-flight bound), counted when they start:
+    every one must end in the timeline as an answer or an error (results' ``faults.lost``)."""
 
     def record(
         self,
@@ -194,12 +197,13 @@ class Recorder:
             "points": {str(index): tally.encode() for index, tally in self.points.items()},
             "exported": [[list(labels), tally.encode()] for labels, tally in self.exported.items()],
             "timeline": {str(second): dict(counts) for second, counts in self.timeline.items()},
+            "issued": self.issued,
         }
 
     def drain(self) -> dict[str, Any]:
         """What was recorded since the last drain, encoded; the local state starts again empty."""
         encoded = self.encode()
-        self.points, self.exported, self.timeline = {}, {}, {}
+        self.points, self.exported, self.timeline, self.issued = {}, {}, {}, 0
         return encoded
 
     def merge(self, encoded: dict[str, Any]) -> None:
@@ -212,7 +216,8 @@ class Recorder:
             self.exported[key].merge(tally)
         for second, counts in encoded["timeline"].items():
             self.timeline.setdefault(int(second), Counter()).update(counts)
+        self.issued += int(encoded.get("issued", 0))
 
     def reset_run(self) -> None:
         """A new test in the same process (web UI): results start again, exported totals go on."""
-        self.points, self.timeline = {}, {}
+        self.points, self.timeline, self.issued = {}, {}, 0

@@ -111,6 +111,13 @@ def error_bursts(timeline: dict[int, Any]) -> list[dict[str, Any]]:
     return bursts
 
 
+def accounting(timeline: dict[int, Any], issued: int) -> dict[str, int]:
+    """Every issued request ends as an answer or an error: ``lost`` counts those that did neither."""
+    answered = sum(c.get("ok", 0) + c.get("incorrect", 0) for c in timeline.values())
+    errors = sum(n for c in timeline.values() for code, n in c.items() if code not in ("ok", "incorrect"))
+    return {"issued": issued, "answered": answered, "errors": errors, "lost": issued - answered - errors}
+
+
 def deployment() -> str:
     """Where the run happened: ``IMGBENCH_DEPLOYMENT`` (compose and Kubernetes set it), else native."""
     return os.environ.get("IMGBENCH_DEPLOYMENT", "native")
@@ -183,7 +190,7 @@ def build(
         preflight=preflight,
         hardware=hw,
         points=points,
-        faults={"error_bursts": bursts},
+        faults=accounting(timeline, recorder.issued) | {"error_bursts": bursts},
         failures=[
             f"{b['errors']} errors {b['codes']} from {b['from_s']} s to {b['to_s']} s"
             f"{'' if b['recovered'] else ', not recovered by the end of the run'}"

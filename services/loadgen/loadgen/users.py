@@ -87,6 +87,7 @@ class InferenceUser(User):
         if session.elapsed() >= session.plan.load_s or not session.may_issue():
             self.backoff_s = 0.5  # the plan or the request bound is over: idle until the run stops
             return
+        session.recorder.issued += 1
         self.send(scheduled=None)
 
     # -- open loop -----------------------------------------------------------------------------
@@ -112,6 +113,7 @@ class InferenceUser(User):
                     gevent.sleep(delay)
                 if not session.may_issue():
                     break
+                session.recorder.issued += 1
                 if len(in_flight) >= options.max_in_flight:
                     self.report(
                         due, None, "error", "DROPPED", Dropped(f"{options.max_in_flight} in flight"), 0
