@@ -151,7 +151,7 @@ def test_hung_server_deadlines_fire_and_the_run_ends_on_time(
     serving: ServingStack, server: str, prefix: str, tmp_path: Path
 ) -> None:
     pid = serving.pid(server)
-    step_s = 6.0
+    step_s = 4.0
     started = time.monotonic()
     process = _start_loadgen(serving, server, prefix, tmp_path, "hung", step_s)
     load_started = time.monotonic()

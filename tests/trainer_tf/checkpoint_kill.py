@@ -79,7 +79,7 @@ def main(backup_dir: Path, points: int, seed: int) -> None:
         os.close(ready_write)
         os.read(ready_read, 1)  # the model is built: from here on the child only writes checkpoints
         os.close(ready_read)
-        time.sleep(rng.uniform(0.0, 0.4))
+        time.sleep(rng.uniform(0.0, 0.25))
         os.kill(writer, signal.SIGKILL)
         os.waitpid(writer, 0)
         result_read, result_write = os.pipe()
