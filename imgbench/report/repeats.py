@@ -120,7 +120,13 @@ def across_repeats(measured: list[LoadPoint]) -> list[str]:
     throughput as the mean over the repeats ± the half-width of its 95% confidence interval."""
     groups = [g for g in load_groups(measured) if g.repeats > 1]
     if not groups:
-        return []
+        if not measured:
+            return []
+        return [
+            "",
+            "Each load point ran once: no confidence interval across repeats (`imgbench demo --repeats N`, "
+            "or the load generator again with another `--seed`).",
+        ]
     rows = [
         [
             g.first.server.label,

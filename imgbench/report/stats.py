@@ -143,7 +143,7 @@ def compare(a: Sequence[float], b: Sequence[float], expected_sign: int) -> Compa
     if left.n < 2 or right.n < 2:
         return Comparison(left, right, difference, None, "cannot tell")
     p_value = welch_p_value(left, right)
-    if p_value >= ALPHA:
+    if math.isnan(p_value) or p_value >= ALPHA:
         verdict: Verdict = "not distinguishable"
     else:
         verdict = "supported" if difference * expected_sign > 0 else "contradicted"

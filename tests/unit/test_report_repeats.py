@@ -157,6 +157,7 @@ def test_one_run_per_framework_cannot_tell(tmp_path: Path) -> None:
     summary = report.split("## What this run says")[1].split("## The seed's")[0]
     assert "the report cannot tell whether that is real" in summary
     assert "Across repeats" not in report  # nothing was repeated
+    assert "Each load point ran once: no confidence interval" in report
 
 
 def test_the_terminal_summary_fits_80_columns(repeated_run: Path) -> None:
