@@ -61,6 +61,10 @@ class InferenceClient(ABC):
     """
 
     backend: ClassVar[str]
+    infer_path: ClassVar[str]
+    """The inference RPC's path (``/package.Service/Method``): ``send_serialized`` calls it with bytes."""
+    infer_response: ClassVar[type[Any]]
+    """The inference RPC's response message (``answer_of`` parses raw answers with it)."""
 
     def __init__(
         self,
@@ -115,7 +119,29 @@ class InferenceClient(ABC):
         return self._infer_request(manifest, model, np.ascontiguousarray(batch), version)
 
     def send(self, model: str, request: Any) -> np.ndarray:
-        response = self._call(self._infer_method, request, model)
+        return self._answer(model, self._call(self._infer_method, request, model))
+
+    # -- serialised once (the load generator's path) -------------------------------------------
+    def serialized_request(self, model: str, batch: np.ndarray, version: int | None = None) -> bytes:
+        """``request(model, batch)`` as wire bytes, built once: ``send_serialized`` sends them as they
+        are, so a load generator builds no numpy array or message per request."""
+        return self.request(model, batch, version).SerializeToString()
+
+    def send_serialized(self, model: str, request: bytes) -> bytes:
+        """Send pre-serialised ``request`` bytes on a generic unary call (no serialiser on either side);
+        the raw answer bytes. Deadline, credentials and error mapping as ``send``."""
+        method = getattr(self, "_serialized_method", None)
+        if method is None:
+            method = self._serialized_method = self.channel.unary_unary(
+                self.infer_path, request_serializer=None, response_deserializer=None
+            )
+        return self._call(method, request, model)  # type: ignore[no-any-return]
+
+    def answer_of(self, model: str, response: bytes) -> np.ndarray:
+        """The logits of a raw answer of ``send_serialized``, checked as ``send`` checks them."""
+        return self._answer(model, self.infer_response.FromString(response))
+
+    def _answer(self, model: str, response: Any) -> np.ndarray:
         logits = self._logits(response)
         if logits.ndim != 2:
             raise InferenceError(

@@ -59,6 +59,8 @@ def server_identity(answer: Any) -> ServerIdentity:
 
 class TFServingClient(InferenceClient):
     backend: ClassVar[str] = "tfserving"
+    infer_path: ClassVar[str] = "/tensorflow.serving.PredictionService/Predict"
+    infer_response: ClassVar[type[Any]] = predict_pb2.PredictResponse
 
     def _bind(self, channel: grpc.Channel) -> None:
         self._predict = prediction_grpc.PredictionServiceStub(channel)

@@ -58,6 +58,8 @@ def bearer(key: str | None) -> tuple[tuple[str, str], ...]:
 
 class TorchServeClient(InferenceClient):
     backend: ClassVar[str] = "torchserve"
+    infer_path: ClassVar[str] = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
+    infer_response: ClassVar[type[Any]] = inference_pb2.PredictionResponse
 
     def _bind(self, channel: grpc.Channel) -> None:
         self._stub = inference_grpc.InferenceAPIsServiceStub(channel)
@@ -71,9 +73,9 @@ class TorchServeClient(InferenceClient):
             input={INPUT_KEY: npy_bytes(batch)},
         )
 
-    def send(self, model: str, request: Any) -> np.ndarray:
+    def _answer(self, model: str, response: Any) -> np.ndarray:
         try:
-            return super().send(model, request)
+            return super()._answer(model, response)
         except _HandlerError as answer:
             raise InferenceError(self.backend, model, answer.code, answer.message) from None
 

@@ -20,6 +20,8 @@ from imgbench.triton_config import INTER_OP_KEY, INTRA_OP_KEY
 
 class TritonClient(InferenceClient):
     backend: ClassVar[str] = "triton"
+    infer_path: ClassVar[str] = "/inference.GRPCInferenceService/ModelInfer"
+    infer_response: ClassVar[type[Any]] = service_pb2.ModelInferResponse
 
     def _bind(self, channel: grpc.Channel) -> None:
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
