@@ -26,11 +26,12 @@ def test_closed_loop_run_reports_percentiles_and_checks_every_answer(
     run = run_loadgen(
         tmp_path, "--backend", "triton", "--target", server.target, "--model", MODEL,
         "--model-repository", str(fake_repository), "--batch-size", "4", "-u", "2",
-        "--step-duration", "4", "--warmup", "1", "--drain", "1",
+        "--step-duration", "4", "--warmup", "1", "--drain", "1", "--seed", "3",
     )  # fmt: skip
     assert run.returncode == 0, run.output[-3000:]
     row = run.row()
     assert row["n"] > 50
+    assert row["seed"] == 3  # repeats of a point differ in their seed (the report groups them)
     assert row["errors"] == 0 and row["incorrect"] == 0, row
     assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["p999_ms"] <= row["max_ms"]
     assert row["images_per_second"] == pytest.approx(4 * row["throughput_rps"], rel=0.01)
