@@ -159,12 +159,28 @@ def stack_up(
         Path | None, typer.Option(help="Model repository the model servers read.")
     ] = None,
     free_ports: Annotated[bool, typer.Option(help="Use free ports instead of the defaults.")] = False,
+    server_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ready configs each model server starts with: `imgbench tune`'s RUN_DIR/best "
+            "(triton/<model>/config.pbtxt, tfserving/, torchserve/)."
+        ),
+    ] = None,
 ) -> None:
     """Start services, wait until each is ready, and leave them running (stop with `stack down`)."""
     from imgbench.stack import Stack
+    from imgbench.stack.model_servers import SERVER_CONFIG_OPTION
     from imgbench.stack.ports import free_port_map
 
-    stack = Stack(run_dir, ports=free_port_map() if free_ports else None, model_repository=model_repository)
+    if server_config is not None and not server_config.is_dir():
+        raise ImgbenchError(f"--server-config {str(server_config)!r} is not a folder (expected RUN_DIR/best)")
+    options = {SERVER_CONFIG_OPTION: str(server_config.resolve())} if server_config is not None else None
+    stack = Stack(
+        run_dir,
+        ports=free_port_map() if free_ports else None,
+        model_repository=model_repository,
+        options=options,
+    )
     try:
         stack.up(services)
     except KeyboardInterrupt:

@@ -24,14 +24,20 @@ from pathlib import Path
 from imgbench import servers
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import StackError
+from imgbench.parallelism import tfserving_thread_flags
 from imgbench.paths import ModelRepository, project_root, venv_bin
 from imgbench.ports import LOOPBACK
 from imgbench.stack.plan import LaunchPlan, StackContext
 from imgbench.stack.readiness import Probe, all_of, http_ok
+from imgbench.tune.configs import tfserving_ready, torchserve_ready
+from imgbench.tune.torchserve_api import reconfigure_torchserve
 
 SERVING_DIR = project_root() / "services" / "serving"
 # Native TorchServe: token authorization off unless the stack option says "on" (see _torchserve).
 TORCHSERVE_TOKEN_AUTH_OPTION = "torchserve.token_auth"
+# A folder of ready configs (`imgbench tune`'s RUN_DIR/best, imgbench.tune.configs) every server starts
+# with: `imgbench stack up --server-config DIR`.
+SERVER_CONFIG_OPTION = "server_config"
 # Environment of every model server: one intra-op thread per worker/instance (docs/platform-notes.md).
 ONE_THREAD = {
     "OMP_NUM_THREADS": "1",
@@ -83,6 +89,19 @@ def served_models(
             "(a model counts once manifests/<model>.json exists); train one first"
         )
     return models
+
+
+def server_config_dir(ctx: StackContext) -> Path | None:
+    """The ready-config folder the stack was started with, or None; a missing folder is an error."""
+    value = ctx.options.get(SERVER_CONFIG_OPTION)
+    if not value:
+        return None
+    path = Path(value).resolve()
+    if not path.is_dir():
+        raise StackError(
+            f"--server-config {value!r} is not a folder (expected RUN_DIR/best of `imgbench tune`)"
+        )
+    return path
 
 
 # -- TorchServe -------------------------------------------------------------------------------------
@@ -162,6 +181,17 @@ def _torchserve(ctx: StackContext) -> LaunchPlan:
         )
 
     management = f"http://{LOOPBACK}:{ports['management']}"
+    ready_dir = server_config_dir(ctx)
+    ready_env, ready_models = torchserve_ready(ready_dir) if ready_dir else ({}, {})
+    unknown = sorted(set(ready_models) - set(models))
+    if unknown:
+        raise StackError(f"--server-config has TorchServe configs for {unknown}, not served here ({models})")
+
+    def configure() -> None:
+        # A .mar's own model-config.yaml wins over config.properties: register those models again.
+        for model, config in ready_models.items():
+            reconfigure_torchserve(management, model, config)
+
     return LaunchPlan(
         argv=[
             str(torchserve),
@@ -179,6 +209,7 @@ def _torchserve(ctx: StackContext) -> LaunchPlan:
         ),
         env={
             **ONE_THREAD,
+            **ready_env,
             "PATH": f"{venv}:/usr/bin:/bin",
             "TMPDIR": str(tmpdir),
             "LOG_LOCATION": str(workdir / "logs"),
@@ -188,6 +219,7 @@ def _torchserve(ctx: StackContext) -> LaunchPlan:
         cwd=workdir,
         startup_timeout_s=180.0,
         stop_timeout_s=20.0,
+        configure=configure if ready_models else None,
     )
 
 
@@ -196,6 +228,9 @@ def _triton(ctx: StackContext) -> LaunchPlan:
     models = served_models(ctx, "triton", lambda repo, m: repo.triton_config(m).is_file())
     ports = ctx.ports["triton"]
     base = f"http://{LOOPBACK}:{ports['http']}"
+    ready_dir = server_config_dir(ctx)
+    # Ready configs (triton/<model>/config.pbtxt) replace the repository's: batching, instances, ORT threads.
+    ready = [f"--config-dir={ready_dir / 'triton'}"] if ready_dir and (ready_dir / "triton").is_dir() else []
     return LaunchPlan(
         argv=[
             _python("triton"),
@@ -206,6 +241,7 @@ def _triton(ctx: StackContext) -> LaunchPlan:
             f"--http-port={ports['http']}",
             f"--grpc-port={ports['grpc']}",
             f"--metrics-port={ports['metrics']}",
+            *ready,
         ],
         ready=all_of(
             http_ok(f"{base}/v2/health/ready"), *[http_ok(f"{base}/v2/models/{m}/ready") for m in models]
@@ -228,6 +264,15 @@ def _tfserving(ctx: StackContext) -> LaunchPlan:
         versions = answer.get("model_version_status", []) if isinstance(answer, dict) else []
         return any(v.get("state") == "AVAILABLE" for v in versions)
 
+    ready_dir = server_config_dir(ctx)
+    batching, flags = tfserving_ready(ready_dir) if ready_dir else (None, [])
+    # The thread flags always (the stand-in's defaults are these too); a ready config's flags come last.
+    ready = [
+        *tfserving_thread_flags(),
+        *([f"--batching_parameters_file={batching}"] if batching else []),
+        *flags,
+    ]
+
     return LaunchPlan(
         argv=[
             _python("tfserving"),
@@ -240,6 +285,7 @@ def _tfserving(ctx: StackContext) -> LaunchPlan:
             f"--model_config_file={workdir / 'models.config'}",
             "--file_system_poll_wait_seconds=2",
             "--enable_batching",
+            *ready,
         ],
         ready=all_of(*[json_probe(f"{base}/v1/models/{m}", available) for m in models]),
         env={**ONE_THREAD, "PYTHONPATH": str(SERVING_DIR / "tfserving"), "TF_CPP_MIN_LOG_LEVEL": "1"},

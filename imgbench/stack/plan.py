@@ -37,6 +37,9 @@ class LaunchPlan:
     cwd: Path | None = None
     startup_timeout_s: float = 60.0
     stop_timeout_s: float = 15.0
+    configure: Callable[[], None] | None = None
+    """Run once the service is ready (e.g. TorchServe's model registered again with a ready config's
+    batching and workers); an exception stops the service and fails its start."""
 
 
 Builder = Callable[[StackContext], LaunchPlan]

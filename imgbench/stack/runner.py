@@ -147,6 +147,8 @@ class Stack:
         self._write_state(services)
         try:
             self._wait_ready(name, plan, process, log_path)
+            if plan.configure is not None:
+                plan.configure()
         except BaseException:
             self.down([name])
             raise

@@ -2,8 +2,14 @@
 
 - Triton: the model's ``config.pbtxt`` with ``max_batch_size``, ``preferred_batch_size``,
   ``max_queue_delay_microseconds``, the instance count and ONNX Runtime's ``intra_op_threads``;
-- TF Serving (and the stand-in): ``batching_parameters.txt``; intra/inter-op parallelism are flags;
-- TorchServe: the model config (``model-config.yaml``, for torch-model-archiver ``--config-file``).
+- TF Serving (and the stand-in): ``batching_parameters.txt`` (with ``num_batch_threads``) and
+  ``flags.txt`` (``--tensorflow_intra_op_parallelism``/``--tensorflow_inter_op_parallelism``);
+- TorchServe: the model config (``<model>.model-config.yaml``: batch size, max batch delay, workers; for
+  torch-model-archiver ``--config-file`` or a registration) and ``environment.env`` (torch threads).
+
+The folder they are written to (``RUN_DIR/best`` of `imgbench tune`) is what `imgbench stack up
+--server-config DIR` starts each server with (``imgbench.stack.model_servers``); the readers below are
+what the launch builders use.
 
     >>> text = 'max_batch_size: 32\\n  preferred_batch_size: [ 4, 8 ]\\n  max_queue_delay_microseconds: 2\\n'
     >>> knobs = {"max_batch_size": 8, "preferred_batch_size": 4, "max_queue_delay_us": 500}
@@ -20,11 +26,15 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+import yaml
+
 from imgbench import servers
 from imgbench.atomic import atomic_write_text
 from imgbench.errors import ImgbenchError
 from imgbench.load_results import ConfigValue
 from imgbench.triton_config import INTRA_OP_KEY
+
+Config = dict[str, ConfigValue]
 
 MAX_ENQUEUED_BATCHES = 100
 
@@ -97,13 +107,72 @@ def tfserving_flags(config: Mapping[str, ConfigValue]) -> list[str]:
 
 
 def torchserve_model_config(config: Mapping[str, ConfigValue]) -> str:
-    """The model's yaml for torch-model-archiver ``--config-file`` (torch threads: OMP_NUM_THREADS)."""
+    """The model's yaml for torch-model-archiver ``--config-file`` (torch threads: ``environment.env``)."""
     workers = _int(config, "workers")
     return (
         f"minWorkers: {workers}\nmaxWorkers: {workers}\n"
         f"batchSize: {_int(config, 'batch_size')}\nmaxBatchDelay: {_int(config, 'max_batch_delay_ms')}\n"
-        f"# environment of each worker: OMP_NUM_THREADS={_int(config, 'torch_threads')}\n"
+        "responseTimeout: 120\n"
     )
+
+
+def torchserve_environment(config: Mapping[str, ConfigValue]) -> dict[str, str]:
+    """The environment of TorchServe (its workers inherit it): intra-op threads per worker; the handler
+    reads ``IMGBENCH_TORCH_THREADS``, OpenMP and MKL the others."""
+    threads = str(_int(config, "torch_threads"))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "IMGBENCH_TORCH_THREADS": threads}
+
+
+def _env_text(env: Mapping[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in env.items())
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (compose's ``env_file`` format; ``#`` comments and blank lines skipped)."""
+    env: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ImgbenchError(f"{path}:{number}: expected KEY=value, got {line!r}")
+        env[key.strip()] = value.strip()
+    return env
+
+
+def tfserving_ready(server_config: Path) -> tuple[Path | None, list[str]]:
+    """(batching parameters file or None, extra flags) of a ready-config folder's ``tfserving/``."""
+    folder = server_config / "tfserving"
+    batching = folder / "batching_parameters.txt"
+    flags_file = folder / "flags.txt"
+    flags = [line.strip() for line in flags_file.read_text().splitlines()] if flags_file.is_file() else []
+    flags = [flag for flag in flags if flag and not flag.startswith("#")]
+    bad = [flag for flag in flags if not flag.startswith("--")]
+    if bad:
+        raise ImgbenchError(f"{flags_file}: every line must be a --flag=value, got {bad}")
+    return (batching if batching.is_file() else None), flags
+
+
+def torchserve_ready(server_config: Path) -> tuple[dict[str, str], dict[str, Config]]:
+    """(environment, {model: {batch_size, max_batch_delay_ms, workers}}) of a ready-config folder's
+    ``torchserve/``; models without a ``<model>.model-config.yaml`` keep their archive's settings."""
+    folder = server_config / "torchserve"
+    env_file = folder / "environment.env"
+    env = read_env_file(env_file) if env_file.is_file() else {}
+    models: dict[str, Config] = {}
+    for path in sorted(folder.glob("*.model-config.yaml")):
+        document = yaml.safe_load(path.read_text()) or {}
+        try:
+            models[path.name.removesuffix(".model-config.yaml")] = {
+                "batch_size": int(document["batchSize"]),
+                "max_batch_delay_ms": int(document["maxBatchDelay"]),
+                "workers": int(document["minWorkers"]),
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImgbenchError(
+                f"{path}: needs integer batchSize, maxBatchDelay and minWorkers ({exc!r}); got {document!r}"
+            ) from None
+    return env, models
 
 
 def write_ready_configs(
@@ -122,7 +191,10 @@ def write_ready_configs(
             out_dir / "tfserving" / "flags.txt": "\n".join(tfserving_flags(config)) + "\n",
         }
     elif server == "torchserve":
-        files = {out_dir / "torchserve" / f"{model}.model-config.yaml": torchserve_model_config(config)}
+        files = {
+            out_dir / "torchserve" / f"{model}.model-config.yaml": torchserve_model_config(config),
+            out_dir / "torchserve" / "environment.env": _env_text(torchserve_environment(config)),
+        }
     else:
         raise ImgbenchError(f"no ready config for server {server!r}")
     for path, text in files.items():

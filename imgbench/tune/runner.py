@@ -2,8 +2,11 @@
 (the model's manifest, its exports linked, the server's config files replaced), the server started on
 it by the stack runner, one closed-loop point of the load generator (its own process), the server
 stopped. A server that fails to start on a configuration rejected it: the probe says so and the
-search goes on. TorchServe is started once per probe too, then its model is registered again with
-the probe's batching and workers through the management API.
+search goes on. Every knob reaches the server through the probe's ready-config folder, the same files
+`tune` writes for the best configuration (``imgbench.tune.configs``), which the stack starts the
+server with: Triton's config.pbtxt (batching, instances, ORT threads), the stand-in's batching file and
+thread flags, TorchServe's environment (torch threads) and, once it is up, its model registered again
+with the probe's batching and workers through the management API.
 
     imgbench tune --server triton --model pt_mobilenet_v3_small --model-repository REPO \\
         --slo-ms 50 --budget-s 300 --knob max_batch_size=1,4,8,16 --knob max_queue_delay_us=500,2000
@@ -11,16 +14,12 @@ the probe's batching and workers through the management API.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,18 +35,33 @@ from imgbench.load_results import (
 )
 from imgbench.paths import ModelRepository, project_root, venv_bin
 from imgbench.ports import LOOPBACK
+from imgbench.stack.model_servers import SERVER_CONFIG_OPTION
 from imgbench.stack.ports import free_port_map
 from imgbench.stack.runner import Stack
 from imgbench.tune.configs import tfserving_batching, triton_config, write_ready_configs
 from imgbench.tune.search import Config, KnobRejected, ProbeOutcome, SearchResult, Strategy, search
 
 log = logging.getLogger(__name__)
-# Knobs a native probe can set through the model repository; the others need server flags.
+# Knobs a native probe sets: every one, through the ready-config folder the probe's server starts with
+# (`stack up --server-config`): Triton's config.pbtxt (ORT threads among its parameters), the
+# stand-in's batching file and thread flags, TorchServe's environment (torch threads) and a
+# registration through its management API (batch size, max batch delay, workers).
 NATIVE_KNOBS = {
-    "triton": ("max_batch_size", "preferred_batch_size", "max_queue_delay_us", "instance_count"),
-    "tfserving": ("max_batch_size", "batch_timeout_micros", "num_batch_threads"),
-    # Through TorchServe's management API: the model registered again with these settings.
-    "torchserve": ("batch_size", "max_batch_delay_ms", "workers"),
+    "triton": (
+        "max_batch_size",
+        "preferred_batch_size",
+        "max_queue_delay_us",
+        "instance_count",
+        "ort_threads",
+    ),
+    "tfserving": (
+        "max_batch_size",
+        "batch_timeout_micros",
+        "num_batch_threads",
+        "intra_op_threads",
+        "inter_op_threads",
+    ),
+    "torchserve": ("batch_size", "max_batch_delay_ms", "workers", "torch_threads"),
 }
 
 
@@ -158,18 +172,25 @@ class NativeProber:
         self.count += 1
         probe_dir = s.run_dir / f"probe-{self.count:02d}"
         repository = scratch_repository(s, config, probe_dir / "model-repository")
+        # The probe's server starts from the same ready files `tune` writes for the best configuration.
+        server_config = probe_dir / "server-config"
+        triton_source = (
+            ModelRepository(repository).triton_config(s.model).read_text() if s.server == "triton" else ""
+        )
+        write_ready_configs(s.server, s.model, config, server_config, triton_source)
         ports = free_port_map()
-        stack = Stack(short_stack_dir(probe_dir), ports=ports, model_repository=repository)
+        stack = Stack(
+            short_stack_dir(probe_dir),
+            ports=ports,
+            model_repository=repository,
+            options={SERVER_CONFIG_OPTION: str(server_config)},
+        )
         try:
-            stack.up([s.server])
+            stack.up([s.server])  # TorchServe's registration rejects a configuration it does not apply
         except StackError as exc:
             stack.down()
             raise KnobRejected(f"{s.server} did not start with {config}: {str(exc)[-600:]}") from None
         try:
-            if s.server == "torchserve":
-                reconfigure_torchserve(
-                    f"http://{LOOPBACK}:{ports['torchserve']['management']}", s.model, config
-                )
             point = self._load(probe_dir, f"{LOOPBACK}:{ports[s.server]['grpc']}", repository)
         finally:
             stack.down()
@@ -195,45 +216,6 @@ class NativeProber:
                 f"probe {run_id} wrote no load result (exit {done.returncode}): {exc}\n{done.stderr[-2000:]}"
             ) from None
         return point
-
-
-def _management(method: str, url: str, timeout_s: float = 300.0) -> object:
-    request = urllib.request.Request(url, method=method)
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return json.loads(response.read() or b"null")
-
-
-def reconfigure_torchserve(management_url: str, model: str, config: Config) -> None:
-    """Register ``model`` again with the configuration's batching and workers (synchronously: it returns
-    once the workers are up), then check TorchServe kept them: a refusal, or settings it replaced by
-    the archive's own, reject the probe."""
-    batch, delay, workers = (int(config[k]) for k in ("batch_size", "max_batch_delay_ms", "workers"))
-    query = urllib.parse.urlencode(
-        {
-            "url": f"{model}.mar",
-            "model_name": model,
-            "batch_size": batch,
-            "max_batch_delay": delay,
-            "initial_workers": workers,
-            "synchronous": "true",
-        }
-    )
-    try:
-        _management("DELETE", f"{management_url}/models/{model}")
-        _management("POST", f"{management_url}/models?{query}")
-        described = _management("GET", f"{management_url}/models/{model}")
-    except urllib.error.HTTPError as exc:
-        raise KnobRejected(f"TorchServe refused {config}: HTTP {exc.code} {exc.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise KnobRejected(f"TorchServe's management API failed for {config}: {exc}") from None
-    entry = described[0] if isinstance(described, list) and described else {}
-    kept = {"batchSize": batch, "maxBatchDelay": delay}
-    differs = {k: entry.get(k) for k, v in kept.items() if isinstance(entry, dict) and entry.get(k) != v}
-    running = len(entry.get("workers") or []) if isinstance(entry, dict) else 0
-    if running != workers:
-        differs["workers"] = running
-    if differs:
-        raise KnobRejected(f"TorchServe did not apply {config}: it reports {differs}")
 
 
 def run_tune(settings: TuneSettings) -> tuple[Path, SearchResult]:

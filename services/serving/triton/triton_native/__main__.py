@@ -43,8 +43,15 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument(
         "--python-repository",
         type=Path,
-        help="where the python-backend copy of triton/ is assembled (default: <model-repository>/triton-python;"
-        " containers pass a folder of their own, the model repository being read-only there)",
+        help="where the python-backend copy of triton/ is assembled (default: "
+        "<model-repository>/triton-python; containers pass a folder of their own, the model repository "
+        "being read-only there)",
+    )
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        help="ready configs, <config-dir>/<model>/config.pbtxt, replacing the repository's (e.g. the "
+        "triton/ folder of `imgbench tune`'s RUN_DIR/best); default: none",
     )
     parser.add_argument(
         "--poll-seconds", type=float, default=2.0, help="repository poll interval (default 2)"
@@ -105,7 +112,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="[triton_native] %(message)s", stream=sys.stdout)
     repository = ModelRepository(args.model_repository.resolve())
     python_repository = (args.python_repository or repository.triton_python_dir).resolve()
-    result = sync(repository, python_repository)
+    config_dir = args.config_dir.resolve() if args.config_dir else None
+    result = sync(repository, python_repository, config_dir)
     python_repository.mkdir(parents=True, exist_ok=True)
     log.info("serving %s from %s (python backend + ONNX Runtime)", result.models, python_repository)
     argv = server_argv(args, python_repository, backend_directory(args.workdir.resolve()))
@@ -120,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
     while server.poll() is None:
         time.sleep(args.poll_seconds)
         try:
-            sync(repository, python_repository)
+            sync(repository, python_repository, config_dir)
         except Exception as exc:  # a half-written export must not stop a serving Triton
             log.warning("repository sync failed, will retry: %s", exc)
     return server.returncode

@@ -37,6 +37,9 @@ def python_spec(onnx_config_text: str) -> TritonModelSpec:
     (inp,) = config.input
     (out,) = config.output
     batching = config.dynamic_batching
+    # proto3 scalars have no presence: a config *with* a dynamic_batching block means what it says, so
+    # a max_queue_delay_microseconds of 0 (no wait) stays 0; only a config without one takes defaults.
+    has_batching = config.HasField("dynamic_batching")
     return TritonModelSpec(
         name=config.name,
         input_name=inp.name,
@@ -46,7 +49,9 @@ def python_spec(onnx_config_text: str) -> TritonModelSpec:
         input_dtype=TYPE_NAMES[model_config_pb2.DataType.Name(inp.data_type)],
         max_batch_size=config.max_batch_size,
         preferred_batch_sizes=tuple(batching.preferred_batch_size) or TritonModelSpec.preferred_batch_sizes,
-        max_queue_delay_us=batching.max_queue_delay_microseconds or TritonModelSpec.max_queue_delay_us,
+        max_queue_delay_us=(
+            batching.max_queue_delay_microseconds if has_batching else TritonModelSpec.max_queue_delay_us
+        ),
         instance_count=sum(g.count for g in config.instance_group) or 1,
         intra_op_threads=_int_parameter(config, INTRA_OP_KEY, TritonModelSpec.intra_op_threads),
         inter_op_threads=_int_parameter(config, INTER_OP_KEY, TritonModelSpec.inter_op_threads),
@@ -78,9 +83,12 @@ def _link_if_changed(link: Path, target: Path) -> bool:
     return True
 
 
-def sync(repository: ModelRepository, target_root: Path | None = None) -> SyncResult:
+def sync(
+    repository: ModelRepository, target_root: Path | None = None, config_dir: Path | None = None
+) -> SyncResult:
     """Bring ``target_root`` (default: the repository's ``triton-python/``) in line with ``triton/``;
-    returns the models and those that changed."""
+    returns the models and those that changed. A ``config_dir/<model>/config.pbtxt`` (a ready config
+    of `imgbench tune`, ``RUN_DIR/best/triton``) replaces the repository's config of that model."""
     source_root = repository.triton_dir
     target_root = target_root or repository.triton_python_dir
     # A model (or version) counts once its manifest is written: trainers write the manifest last.
@@ -90,9 +98,10 @@ def sync(repository: ModelRepository, target_root: Path | None = None) -> SyncRe
     changed: list[str] = []
     for model in models:
         source, target = source_root / model, target_root / model
+        ready = config_dir / model / "config.pbtxt" if config_dir is not None else None
+        config_path = ready if ready is not None and ready.is_file() else source / "config.pbtxt"
         touched = _write_if_changed(
-            target / "config.pbtxt",
-            render_config(python_spec((source / "config.pbtxt").read_text()), "python").encode(),
+            target / "config.pbtxt", render_config(python_spec(config_path.read_text()), "python").encode()
         )
         versions = {
             p.name
