@@ -69,7 +69,8 @@ def summary_section(inputs: ReportInputs) -> str:
             factor = max(pt_s, tf_s) / min(pt_s, tf_s) if min(pt_s, tf_s) > 0 else float("inf")
             sentences.append(
                 f"{architecture}: {faster} trained {factor:.2f}× faster per epoch than {slower} here "
-                f"({pt_s:.2f} s vs {tf_s:.2f} s, PT vs TF, mean over seeds), {_how_sure(seconds)}."
+                f"({pt_s:.2f} s vs {tf_s:.2f} s, PT vs TF, mean over {seconds.a.n} vs {seconds.b.n} "
+                f"seed(s)), {_how_sure(seconds)}."
             )
             busy = [
                 label
