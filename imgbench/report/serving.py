@@ -18,12 +18,13 @@ def backend_label(point: LoadPoint) -> str:
 
 
 def points(inputs: ReportInputs) -> list[LoadPoint]:
-    """Every load point once: an SLO search's summary repeats the points its probes wrote."""
-    seen: set[tuple[str, str]] = set()
+    """Every load point once: an SLO search's summary repeats the points its probes wrote. Repeats of a
+    point (another ``seed``) are other measurements, kept even under the same run id."""
+    seen: set[tuple[str, str, int | None]] = set()
     unique = []
     for result in inputs.load_results:
         for point in result.points:
-            key = (point.run_id, point.point)
+            key = (point.run_id, point.point, point.seed)
             if key not in seen:
                 seen.add(key)
                 unique.append(point)

@@ -49,14 +49,23 @@ def _mean(interval: Interval | None, digits: int, mark: str = "") -> str:
 
 
 def _with_ci(interval: Interval, digits: int, scale: float = 1.0, unit: str = "") -> str:
+    """``'94.5%±6.4'``; the half-width loses its decimals from 100 up, so wide intervals stay narrow."""
     text = f"{interval.mean * scale:.{digits}f}{unit}"
     if interval.half_width is not None:
-        text += f"±{interval.half_width * scale:.{digits}f}"
+        half = interval.half_width * scale
+        text += f"±{half:.{digits if half < 100 else 0}f}"
     return text
 
 
 def _table(title: str, columns: list[str]) -> Table:
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+        title_justify="left",
+    )
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
     return table
@@ -114,8 +123,10 @@ def render_summary(inputs: ReportInputs, width: int = LOG_WIDTH) -> str:
     for group in load_groups(measured):
         by_model.setdefault(group.first.model, []).append(group)
     for model, groups in sorted(by_model.items()):
+        console.print()
         console.print(serving_table(model, groups, shorts))
     if shorts:
+        console.print()
         console.print("servers:", highlight=False)
         for label, short in shorts.items():
             console.print(f"  {short} = {label}", highlight=False, markup=False)

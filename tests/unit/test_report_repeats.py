@@ -204,3 +204,19 @@ def test_client_bound_points_are_marked_in_the_terminal_summary(tmp_path: Path) 
     row = next(line for line in text.splitlines() if line.startswith(" triton") or line.startswith("triton"))
     assert "100.0*" in row and "8.00" in row and "8.00†" not in row
     assert "* client-bound" in text
+
+
+def test_the_terminal_summary_fits_80_columns_with_wide_intervals(tmp_path: Path) -> None:
+    # Noisy seeds (a busy machine) and a fast server: the widest cells the summary can meet.
+    pt = _with_repeats(make_manifest("pytorch", "mobilenet_v3_small"), [0.10, 0.99], [0.5, 900.0])
+    tf = _with_repeats(make_manifest("tensorflow", "mobilenet_v3_small"), [0.50, 0.51], [1.0, 2.0])
+    documents = [
+        load_document([load_point("triton", 64, 2_000.0 * (1 + seed), seed=seed, model=MODEL, n=123_456,
+                                  throughput_rps=99_999.9, errors=12_345, incorrect=1_234)])
+        for seed in (0, 1)
+    ]  # fmt: skip
+    text = render_summary(read_inputs(_write_run(tmp_path / "run", [pt, tf], documents)), width=80)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "…" not in text, text
+    # Both seeds of the point count, though their files share a run id.
+    assert "closed ×64     2  123,456" in text, text
