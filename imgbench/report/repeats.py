@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from imgbench.errors import ImgbenchError
 from imgbench.load_results import LoadPoint
 from imgbench.manifest import SEED_FIGURES, Manifest
 from imgbench.report.markdown import MISSING, table
@@ -42,7 +43,7 @@ def single_run_value(manifest: Manifest, figure: str) -> float:
     if figure == "images_per_second":
         values = steady_state([r.images_per_second for r in history])
         return sum(values) / len(values) if values else training.images_per_second
-    raise ValueError(f"unknown training figure {figure!r}; known: {', '.join(TRAINING_FIGURES)}")
+    raise ImgbenchError(f"unknown training figure {figure!r}; known: {', '.join(TRAINING_FIGURES)}")
 
 
 def training_values(manifest: Manifest, figure: str) -> list[float]:
