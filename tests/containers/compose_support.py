@@ -115,7 +115,7 @@ class ComposeStack:
     def by_service(self) -> dict[str, dict]:
         return {c["Service"]: c for c in self.containers()}
 
-    def logs(self, service: str, tail: int = 40) -> str:
+    def logs(self, service: str, tail: int | str = 40) -> str:
         return self.compose("logs", "--no-color", "--tail", str(tail), service, check=False).stdout
 
     def failure_context(self, services: tuple[str, ...] | None = None) -> str:
