@@ -17,10 +17,13 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
+import numpy as np
 import psutil
 import pytest
 from serving_support import ServingStack
 
+from imgbench.clients import InferenceError
 from imgbench.errors import PortInUseError
 from imgbench.paths import project_root, venv_bin
 from imgbench.stack.ports import ensure_ports_free
@@ -34,6 +37,8 @@ DEAD_SERVER_CODES = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "INTERNAL"
 KILL_AFTER_S = 2.0
 DEADLINE_S = 1.0
 DRAIN_S = 2.0
+# Servers that may not survive SIGSTOP + SIGCONT (measured: see the hang test, docs/platform-notes.md).
+MAY_DIE_AFTER_A_FREEZE = {"triton"}
 
 
 def _start_loadgen(
@@ -58,7 +63,8 @@ def _start_loadgen(
         if "All users spawned" in line:
             break
     else:
-        raise AssertionError(f"loadgen exited {process.wait()} before the load started")
+        output = process.stdout.read()
+        raise AssertionError(f"loadgen exited {process.wait()} before the load started:\n{output[-3000:]}")
     return process
 
 
@@ -79,6 +85,18 @@ def _kill_group(pid: int, timeout: float = 20.0) -> None:
             time.sleep(0.02)
         else:
             raise AssertionError(f"pid {member.pid} still runs {timeout} s after SIGKILL")
+
+
+def _wait_gone(pid: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"pid {pid} still runs {timeout} s after it stopped answering")
 
 
 def _wait_ports_free(server: str, ports: dict[str, int], timeout: float = 30.0) -> None:
@@ -172,15 +190,32 @@ def test_hung_server_deadlines_fire_and_the_run_ends_on_time(
     faults = _accounted(results)
     codes = {code for burst in faults["error_bursts"] for code in burst["codes"]}
     assert "DEADLINE_EXCEEDED" in codes and codes <= DEAD_SERVER_CODES, faults["error_bursts"]
-    # Continued, the same process answers again.
+    # Continued, the same process answers again: readiness, then predictions. Except Triton, at times:
+    # its python backend may abort on the first requests after a freeze (boost::interprocess::
+    # lock_exception, SIGABRT in TRITONBACKEND_ModelInstanceExecute); then the stack starts it again.
+    model = serving.trained.models[prefix]
+    after = "answered by the same process"
     with serving.client(server) as client:
-        model = serving.trained.models[prefix]
         deadline = time.monotonic() + 30
         while not client.ready(model):
             assert time.monotonic() < deadline, f"{server} did not come back after SIGCONT"
             time.sleep(0.5)
-    assert serving.pid(server) == pid
+        batch = np.zeros([1, *client.manifest(model).input.shape[1:]], dtype=np.float32)
+        try:
+            for _ in range(5):
+                client.infer(model, batch)
+        except InferenceError as error:
+            assert server in MAY_DIE_AFTER_A_FREEZE, error
+            assert error.code == grpc.StatusCode.UNAVAILABLE, error
+            _wait_gone(pid)
+            _wait_ports_free(server, serving.ports[server])
+            serving.stack.up([server])
+            after = "aborted on the first requests; restarted by the stack"
+        for _ in range(5):
+            assert client.infer(model, batch).shape[0] == 1
+    assert (serving.pid(server) == pid) == after.startswith("answered")
     print(
         f"{server} hung: run {finished - started:.1f} s; issued {faults['issued']}, answered "
-        f"{faults['answered']}, errors {faults['errors']} {sorted(codes)}, lost {faults['lost']}"
+        f"{faults['answered']}, errors {faults['errors']} {sorted(codes)}, lost {faults['lost']}; "
+        f"then {after}"
     )
