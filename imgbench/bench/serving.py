@@ -139,14 +139,16 @@ def closed_loop(
     }
 
 
-def in_process(kind: str, venv: str, path: Path, images: np.ndarray, seconds: float) -> dict[str, Any]:
+def in_process(
+    kind: str, venv: str, path: Path, images: np.ndarray, seconds: float, batch_sizes: str = "1,4,8,16,32"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         source, result = Path(scratch) / "in.npy", Path(scratch) / "out.json"
         np.save(source, images)
         script = project_root() / "services" / "serving" / "inprocess.py"
         subprocess.run(
             [str(venv_bin(venv) / "python"), str(script), "bench", kind, str(path), str(source),
-             "--seconds", str(seconds), "--batch-sizes", "1,4,8,16,32", "--out", str(result)],
+             "--seconds", str(seconds), "--batch-sizes", batch_sizes, "--out", str(result)],
             check=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         return json.loads(result.read_text())

@@ -5,8 +5,10 @@ date, the commit and the hardware, so regressions show.
     .venv/core/bin/python -m imgbench.bench.suite [--run-dir runs/bench-<time>] [--only NAME ...]
 
 Benchmarks (fixed settings, see BENCHMARKS): trainer-pt and trainer-tf (trainer vs a bare loop, fp32 vs
-reduced precision, eager vs compiled), serving (served vs in-process), loadgen capacity, the SLO
-sweep (highest arrival rate with p99 under 100 ms per server), trainers (both trainers' fp32 img/s vs
+reduced precision, eager vs compiled), serving (served vs in-process), pinned (issue 12: client and
+server on separate cores, added p50 at concurrency 1 and tuned vs default throughput), loadgen
+capacity, the SLO sweep (highest arrival rate with p99 under 100 ms per server), trainers (both
+trainers' fp32 img/s vs
 their bare loops, back to back, against the 0.95 goal) and parity (the recipe-parity replay's step-0 and
 trajectory differences), the last two in ``imgbench.bench.fair_fight``. Results are not asserted: a
 benchmark is not a test. A failed benchmark is recorded as failed and the others still run.
@@ -150,17 +152,34 @@ def bench_sweep(settings: DemoSettings, out: Path) -> None:
         )
 
 
+def bench_pinned(settings: DemoSettings, out: Path) -> None:
+    """Issue 12 (``imgbench.bench.pinned``): client and server on separate cores; each server's added
+    p50 at concurrency 1 over its runtime in-process, and each tuned server's throughput at its SLO vs
+    its default configuration's."""
+    run_logged(
+        "bench-pinned",
+        [
+            sys.executable, "-m", "imgbench.bench.pinned",
+            "--model-repository", str(settings.model_repository), "--dataset", str(settings.data_dir),
+            "--architecture", settings.architecture, "--seconds", "5",
+            "--run-dir", str(settings.run_dir / "bench-pinned"), "--out", str(out),
+        ],
+        settings,
+    )  # fmt: skip
+
+
 BENCHMARKS: dict[str, Callable[[DemoSettings, Path], None]] = {
     "trainer-pt": bench_trainer_pt,
     "trainer-tf": bench_trainer_tf,
     "serving": bench_serving,
+    "pinned": bench_pinned,
     "loadgen": bench_loadgen,
     "sweep": bench_sweep,
     # Issue 11 (imgbench.bench.fair_fight): both trainers vs their bare loops back to back; recipe parity.
     "trainers": fair_fight.bench_trainers,
     "parity": fair_fight.bench_parity,
 }
-NEEDS_MODELS = {"serving", "sweep"}
+NEEDS_MODELS = {"serving", "sweep", "pinned"}
 
 
 def main(argv: list[str] | None = None) -> int:

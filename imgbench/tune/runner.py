@@ -84,6 +84,8 @@ class TuneSettings:
     seconds: float = 10.0
     warmup_s: float = 3.0
     dataset: Path | None = None
+    loadgen_cpus: frozenset[int] | None = None
+    """Pin each probe's load generator to these cores (the bench keeps it off the server's); None: any."""
 
 
 def default_space(server: str) -> dict[str, list[int | float]]:
@@ -206,8 +208,14 @@ class NativeProber:
         run_id = f"tune-{s.server}-{self.count:02d}"
         argv = load_argv(s, target, repository, results_dir, run_id)
         env = {**os.environ, "PYTHONPATH": str(project_root() / "services" / "loadgen")}
+        cpus = s.loadgen_cpus
         done = subprocess.run(
-            argv, capture_output=True, text=True, env=env, timeout=s.seconds + s.warmup_s + 300
+            argv,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=s.seconds + s.warmup_s + 300,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         try:
             (point,) = load_load_result(results_dir / f"{run_id}.json").points

@@ -91,12 +91,18 @@ def percentiles_ms(samples_s: list[float]) -> dict[str, float]:
         histogram = HdrHistogram(1, 60_000_000, 3)  # microseconds, 3 significant digits
         for sample in samples_s:
             histogram.record_value(max(1, round(sample * 1e6)))
-        return {f"p{q:g}": histogram.get_value_at_percentile(q) / 1000 for q in (50, 90, 99)}
+        return {
+            **{f"p{q:g}": histogram.get_value_at_percentile(q) / 1000 for q in (50, 90, 99)},
+            "mean": histogram.get_mean_value() / 1000,
+        }
     except ImportError:
         ordered = sorted(samples_s)
         return {
-            f"p{q:g}": ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
-            for q in (50, 90, 99)
+            **{
+                f"p{q:g}": ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
+                for q in (50, 90, 99)
+            },
+            "mean": sum(ordered) / max(1, len(ordered)) * 1000,
         }
 
 
