@@ -81,6 +81,14 @@ def test_ports_are_those_of_imgbench_ports(compose: dict) -> None:
         assert {c for _, _, c in published} == client_ports, f"{name}: publish every client port"
 
 
+def test_no_service_shares_the_hosts_network(compose: dict) -> None:
+    # network_mode: host would bind every port (management included) on the host's interfaces.
+    for name, service in _services(compose).items():
+        assert service.get("network_mode") in (None, "none"), (
+            f"{name}: network_mode {service['network_mode']}"
+        )
+
+
 def test_images_are_pinned(compose: dict) -> None:
     for name, service in _services(compose).items():
         image = service.get("image")

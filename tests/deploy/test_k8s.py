@@ -117,6 +117,14 @@ def test_servers_use_headless_services_and_no_service_exposes_management(k8s_cpu
             p.get("targetPort") for p in service["spec"]["ports"]
         }
         assert not exposed & (MANAGEMENT_PORTS | {"management", "grpc-management"}), name
+        # Nothing leaves the cluster through a Service: no node ports, no load balancers.
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", f"{name}: {service['spec']['type']}"
+    # Nor around one: no pod on the node's network or with ports bound on the node.
+    for name, pod in _pod_specs(k8s_cpu).items():
+        assert not pod.get("hostNetwork"), f"{name}: hostNetwork"
+        for container in _containers(pod):
+            host_ports = [p for p in container.get("ports", []) if "hostPort" in p]
+            assert not host_ports, f"{name}/{container['name']}: hostPort {host_ports}"
 
 
 def test_network_policy_keeps_management_inside_the_namespace(k8s_cpu: list[dict]) -> None:
