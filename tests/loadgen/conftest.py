@@ -5,6 +5,7 @@ ports, and the load generator run headless as a process, exactly as users run it
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,10 @@ from lg_helpers import HERE, MODEL, PYTHON, Server, free_port
 
 from imgbench.manifest import DatasetRef, InputSpec, Manifest, TrainingFigures, write_manifest
 from imgbench.paths import ModelRepository
+
+# One load process per loadgen run here, so each test's counts and costs are one process's; the default
+# (one per core) is exercised where it is meant to be (test_client_bound.py passes --processes).
+os.environ.setdefault("LOCUST_PROCESSES", "0")
 
 ZERO_TRAINING: dict = dict.fromkeys(
     ("epochs", "best_epoch", "top1", "top5", "seconds_per_epoch", "images_per_second", "peak_memory_bytes"), 0

@@ -75,3 +75,29 @@ def test_worker_facts_merge_on_the_master() -> None:
     load, _, bound = verdict(master, requests=10, window_s=1.0, mode="open", step=1)
     assert load is not None and load.processes == 2 and load.late_sends == 1
     assert load.late_share == round(1 / 3, 4) and bound is True
+
+
+def test_several_load_processes_are_measured_together(
+    start_fake_triton, fake_repository: Path, tmp_path: Path
+) -> None:
+    """A master and two forked workers: the point's CPU is all three processes', its counts all of them."""
+    server = start_fake_triton(service_time=0.005)
+    run = run_loadgen(
+        tmp_path, "--processes", "2", "--backend", "triton", "--target", server.target, "--model", MODEL,
+        "--model-repository", str(fake_repository), "-u", "4", "--step-duration", "5", "--warmup", "1",
+    )  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    row = run.row()
+    assert row["client"]["processes"] == 3, row["client"]
+    assert row["n"] > 50 and row["errors"] == 0 and row["incorrect"] == 0, row
+    assert row["client_cpu_ms_per_request"] > 0 and row["client_bound"] is not None
+
+
+def test_a_local_run_forks_one_load_process_per_core_unless_told() -> None:
+    from loadgen.__main__ import with_defaults
+
+    assert with_defaults(["--headless"], environ={}, cores=4)[-2:] == ["--processes", "4"]
+    assert "--processes" not in with_defaults(["--headless"], environ={}, cores=1)
+    for chosen in (["--processes", "0"], ["--processes=3"], ["--master"], ["--worker"]):
+        assert with_defaults(chosen, environ={}, cores=4).count("--processes") == chosen.count("--processes")
+    assert "--processes" not in with_defaults([], environ={"LOCUST_PROCESSES": "0"}, cores=4)

@@ -1,7 +1,12 @@
 """``python -m loadgen [locust options] [imgbench options]``: Locust with imgbench's locustfile.
 
 The container's entry point is this same command. Started directly, the web UI binds 127.0.0.1 (Locust
-alone binds every interface); compose and k8s ask for ``--web-host=0.0.0.0`` explicitly."""
+alone binds every interface); compose and k8s ask for ``--web-host=0.0.0.0`` explicitly.
+
+A local run uses one load process per core it may run on (Locust's ``--processes``: a master and that
+many forked workers, whose histograms and CPU samples merge on the master): one Python process sends
+only as fast as one core runs it. ``--processes 0`` (or ``LOCUST_PROCESSES=0``) is one process;
+``--master``/``--worker`` runs and an explicit ``--processes`` are left as they are; nothing is pinned."""
 
 from __future__ import annotations
 
@@ -14,12 +19,40 @@ LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 DEFAULT_WEB_HOST = "127.0.0.1"
 
 
-def with_defaults(args: list[str], environ: Mapping[str, str] = os.environ) -> list[str]:
-    """``args`` with imgbench's locustfile and a loopback web UI unless the caller chose otherwise.
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, as the user or the container set it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    >>> with_defaults(["-f", "mine.py", "--headless"], environ={})
-    ['--web-host', '127.0.0.1', '-f', 'mine.py', '--headless']
+
+def chose_processes(args: list[str], environ: Mapping[str, str]) -> bool:
+    """The caller already said how many processes: a flag or Locust's variable, a master or a worker."""
+    flags = ("--processes", "--master", "--worker")
+    if any(a in flags or a.startswith(tuple(f"{f}=" for f in flags)) for a in args):
+        return True
+    return any(environ.get(v) for v in ("LOCUST_PROCESSES", "LOCUST_MODE_MASTER", "LOCUST_MODE_WORKER"))
+
+
+def with_defaults(
+    args: list[str], environ: Mapping[str, str] = os.environ, cores: int | None = None
+) -> list[str]:
+    """``args`` with imgbench's locustfile, a loopback web UI and one load process per core (``cores``,
+    default ``usable_cores()``; none forked on one core) unless the caller chose otherwise.
+
+    >>> with_defaults(["-f", "mine.py", "--headless"], environ={}, cores=4)
+    ['--web-host', '127.0.0.1', '-f', 'mine.py', '--headless', '--processes', '4']
+    >>> with_defaults(["-f", "mine.py", "--worker"], environ={}, cores=4)
+    ['--web-host', '127.0.0.1', '-f', 'mine.py', '--worker']
     """
+    cores = usable_cores() if cores is None else cores
+    if (
+        cores > 1
+        and not chose_processes(args, environ)
+        and not {"-h", "--help", "-V", "--version"} & set(args)
+    ):
+        args = [*args, "--processes", str(cores)]
     if not any(a in ("-f", "--locustfile") or a.startswith("--locustfile=") for a in args):
         args = ["-f", str(LOCUSTFILE), *args]
     chose_web_host = any(a == "--web-host" or a.startswith("--web-host=") for a in args)
