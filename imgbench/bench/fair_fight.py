@@ -3,7 +3,8 @@
 - ``trainers``: both trainers' images/s against a bare loop on in-memory tensors, back to back on the same
   machine with the same model, image size, batch and precision (fp32): ``trainer_pt bench`` (the trainer's
   loop vs a bare forward/backward/step loop) then ``trainer_tf bench`` (``model.fit`` vs a bare
-  ``train_step``). Goal: a trainer keeps at least 95% of its bare loop.
+  ``train_step``), three rounds interleaved. Goal: a trainer keeps at least 95% of its bare loop, judged
+  on the 95% CI of the ratio across rounds.
 - ``parity``: the recipe-parity replay (``trainer_pt.parity`` then ``trainer_tf.parity``): the same
   initial weights and batches for 50 SGD steps; records the step-0 and trajectory differences.
 
@@ -19,11 +20,13 @@ from typing import Any
 from imgbench.atomic import atomic_write_text
 from imgbench.demo import DemoSettings, StageFailed, run_logged
 from imgbench.paths import project_root, venv_bin
+from imgbench.report.stats import ci95
 
 GOAL_TRAINER_OVER_BARE = 0.95
 TRAINER_MODEL = "mobilenet_v3_small"
 BATCH_SIZE = 32
 STEPS = 20
+ROUNDS = 3
 PARITY_ARCHITECTURES = ("mobilenet_v3_small", "resnet18")
 PARITY_STEPS = 50
 
@@ -40,57 +43,91 @@ def _only_json(folder: Path, stage: str) -> dict[str, Any]:
     return json.loads(found[0].read_text(encoding="utf-8"))
 
 
-def summarize_trainers(pt_document: dict[str, Any], tf_document: dict[str, Any]) -> dict[str, Any]:
-    """Each trainer's fp32 images/s, its bare loop's and their ratio, against the goal."""
+def _fp32_row(document: dict[str, Any], framework: str) -> dict[str, Any]:
+    row = next((r for r in document.get("results", []) if r.get("variant") == "fp32"), None)
+    if row is None:
+        variants = [r.get("variant") for r in document.get("results", [])]
+        raise StageFailed(f"{framework} bench has no fp32 result; it has variants {variants}")
+    return row
 
-    def fp32(document: dict[str, Any], trainer_key: str, ratio_key: str, framework: str) -> dict[str, Any]:
-        row = next((r for r in document.get("results", []) if r.get("variant") == "fp32"), None)
-        if row is None:
-            variants = [r.get("variant") for r in document.get("results", [])]
-            raise StageFailed(f"{framework} bench has no fp32 result; it has variants {variants}")
-        ratio = float(row[ratio_key])
-        return {
-            "trainer_images_per_second": row[trainer_key],
-            "bare_images_per_second": row["bare_images_per_second"],
-            "trainer_over_bare": ratio,
-            "meets_goal": ratio >= GOAL_TRAINER_OVER_BARE,
-        }
 
-    return {
-        "benchmark": "trainers vs a bare loop on in-memory tensors (fp32), back to back",
+def goal_verdict(ratios: list[float]) -> str:
+    """'met' when the 95% CI of the ratio across rounds lies at or above the goal, 'missed' when below,
+    else 'not distinguishable at this n' (one round: 'cannot tell')."""
+    interval = ci95(ratios)
+    if interval.low is None or interval.high is None:
+        return "cannot tell (one round)"
+    if interval.low >= GOAL_TRAINER_OVER_BARE:
+        return "met"
+    if interval.high < GOAL_TRAINER_OVER_BARE:
+        return "missed"
+    return "not distinguishable at this n"
+
+
+def summarize_trainers(
+    pt_documents: list[dict[str, Any]], tf_documents: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each trainer's fp32 images/s, its bare loop's and their ratio per round, the ratio's mean ± 95% CI
+    across rounds, and the verdict against the goal."""
+    keys = {"pytorch": ("trainer_images_per_second", "trainer_vs_bare", "trainer-pt"),
+            "tensorflow": ("fit_images_per_second", "fit_over_bare", "trainer-tf")}  # fmt: skip
+    summary: dict[str, Any] = {
+        "benchmark": "trainers vs a bare loop on in-memory tensors (fp32), rounds interleaved PT, TF, ...",
         "goal_trainer_over_bare": GOAL_TRAINER_OVER_BARE,
         "model": TRAINER_MODEL,
         "batch_size": BATCH_SIZE,
-        "pytorch": fp32(pt_document, "trainer_images_per_second", "trainer_vs_bare", "trainer-pt"),
-        "tensorflow": fp32(tf_document, "fit_images_per_second", "fit_over_bare", "trainer-tf"),
+        "steps": STEPS,
     }
+    for framework, documents in (("pytorch", pt_documents), ("tensorflow", tf_documents)):
+        trainer_key, ratio_key, name = keys[framework]
+        rows = [_fp32_row(document, name) for document in documents]
+        ratios = [float(row[ratio_key]) for row in rows]
+        interval = ci95(ratios)
+        summary[framework] = {
+            "rounds": [
+                {
+                    "trainer_images_per_second": row[trainer_key],
+                    "bare_images_per_second": row["bare_images_per_second"],
+                    "trainer_over_bare": ratio,
+                }
+                for row, ratio in zip(rows, ratios, strict=True)
+            ],
+            "trainer_over_bare_mean": round(interval.mean, 4),
+            "trainer_over_bare_ci95": None if interval.half_width is None else round(interval.half_width, 4),
+            "goal": goal_verdict(ratios),
+        }
+    return summary
 
 
-def bench_trainers(settings: DemoSettings, out: Path) -> None:
-    raw = {"pytorch": out / "raw-pt", "tensorflow": out / "raw-tf"}
+def bench_trainers(settings: DemoSettings, out: Path, rounds: int = ROUNDS) -> None:
+    """``rounds`` rounds of trainer-pt's then trainer-tf's bench, interleaved, so both see the same
+    machine (a load that comes and goes hits both, and shows as spread across rounds)."""
     common = ["--model", TRAINER_MODEL, "--image-size", str(settings.image_size), "-b", str(BATCH_SIZE)]
-    run_logged(
-        "bench-trainers",
-        [
-            str(venv_bin("pt") / "python"), "-m", "trainer_pt", "bench",
-            "--data-path", str(settings.data_dir), *common, "-j", "0", "--steps", str(STEPS),
-            "--variants", "fp32", "--out", str(raw["pytorch"]),
-        ],
-        settings,
-        _env("trainer-pt"),
-    )  # fmt: skip
-    run_logged(
-        "bench-trainers",
-        [
-            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "bench", *common, "--steps", str(STEPS),
-            "--variants", "fp32", "--out", str(raw["tensorflow"]),
-        ],
-        settings,
-        _env("trainer-tf", TF_CPP_MIN_LOG_LEVEL="2"),
-    )  # fmt: skip
-    summary = summarize_trainers(
-        _only_json(raw["pytorch"], "bench-trainers"), _only_json(raw["tensorflow"], "bench-trainers")
-    )
+    documents: dict[str, list[dict[str, Any]]] = {"pytorch": [], "tensorflow": []}
+    for index in range(rounds):
+        raw_pt, raw_tf = out / "raw-pt" / f"round-{index}", out / "raw-tf" / f"round-{index}"
+        run_logged(
+            "bench-trainers",
+            [
+                str(venv_bin("pt") / "python"), "-m", "trainer_pt", "bench",
+                "--data-path", str(settings.data_dir), *common, "-j", "0", "--steps", str(STEPS),
+                "--variants", "fp32", "--out", str(raw_pt),
+            ],
+            settings,
+            _env("trainer-pt"),
+        )  # fmt: skip
+        run_logged(
+            "bench-trainers",
+            [
+                str(venv_bin("tf") / "python"), "-m", "trainer_tf", "bench", *common, "--steps", str(STEPS),
+                "--variants", "fp32", "--out", str(raw_tf),
+            ],
+            settings,
+            _env("trainer-tf", TF_CPP_MIN_LOG_LEVEL="2"),
+        )  # fmt: skip
+        documents["pytorch"].append(_only_json(raw_pt, "bench-trainers"))
+        documents["tensorflow"].append(_only_json(raw_tf, "bench-trainers"))
+    summary = summarize_trainers(documents["pytorch"], documents["tensorflow"])
     atomic_write_text(out / "trainers_vs_bare.json", json.dumps(summary, indent=2) + "\n")
 
 

@@ -30,7 +30,7 @@ def test_both_benchmarks_are_in_the_suite() -> None:
     assert suite.BENCHMARKS["parity"] is fair_fight.bench_parity
 
 
-def test_trainers_run_back_to_back_with_the_same_settings(
+def test_trainers_run_interleaved_with_the_same_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argvs: list[list[str]] = []
@@ -43,18 +43,31 @@ def test_trainers_run_back_to_back_with_the_same_settings(
         (out / "bench.json").write_text(json.dumps(document))
 
     monkeypatch.setattr(fair_fight, "run_logged", fake_run)
-    fair_fight.bench_trainers(DemoSettings(run_dir=tmp_path), tmp_path / "out")
-    assert ["trainer_pt" in argv for argv in argvs] == [True, False]
+    fair_fight.bench_trainers(DemoSettings(run_dir=tmp_path), tmp_path / "out", rounds=2)
+    assert ["trainer_pt" in argv for argv in argvs] == [True, False, True, False]
     for flag in ("--model", "--image-size", "-b", "--steps", "--variants"):
         assert len({argv[argv.index(flag) + 1] for argv in argvs}) == 1, flag
     summary = json.loads((tmp_path / "out" / "trainers_vs_bare.json").read_text())
-    assert summary["pytorch"]["trainer_over_bare"] == 0.97 and summary["pytorch"]["meets_goal"]
-    assert summary["tensorflow"]["trainer_over_bare"] == 0.75 and not summary["tensorflow"]["meets_goal"]
+    assert [r["trainer_over_bare"] for r in summary["pytorch"]["rounds"]] == [0.97, 0.97]
+    assert summary["pytorch"]["goal"] == "met" and summary["tensorflow"]["goal"] == "missed"
+
+
+@pytest.mark.parametrize(
+    ("ratios", "verdict"),
+    [
+        ([0.97, 0.975, 0.98], "met"),
+        ([0.74, 0.75, 0.76], "missed"),
+        ([0.90, 1.00, 0.95], "not distinguishable at this n"),
+        ([0.97], "cannot tell (one round)"),
+    ],
+)
+def test_the_goal_is_judged_on_the_interval_across_rounds(ratios: list[float], verdict: str) -> None:
+    assert fair_fight.goal_verdict(ratios) == verdict
 
 
 def test_a_bench_without_fp32_is_said() -> None:
     with pytest.raises(StageFailed, match="'bf16'"):
-        fair_fight.summarize_trainers({"results": [{"variant": "bf16"}]}, TF_DOCUMENT)
+        fair_fight.summarize_trainers([{"results": [{"variant": "bf16"}]}], [TF_DOCUMENT])
 
 
 def test_parity_summary_keeps_the_differences_not_the_losses() -> None:
