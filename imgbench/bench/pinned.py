@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -292,6 +293,66 @@ def tuned_vs_default(args: argparse.Namespace, server: str) -> dict[str, Any]:
     }
 
 
+def _ms(value: float | None) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "–"
+
+
+def _loads(entry: dict[str, Any]) -> str:
+    load = entry.get("load_average_1m") or {}
+    return f"{load.get('start', '–')} / {load.get('end', '–')}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The two tables of a report, as docs/benchmarks.md shows them."""
+    rows = [
+        "| server (runtime) | config | in-process p50 ms | served c=1 p50 / p99 ms (n) | added p50 ms "
+        "| goal | server's own view per request, ms | load avg 1 min start / end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in report.get("added", {}).items():
+        if r.get("status") == "failed":
+            rows.append(f"| {key} | failed: {r['reason'][:80]} | | | | | | |")
+            continue
+        served, timings = r["served_concurrency_1_ms"], r.get("server_timings") or {}
+        view = ", ".join(
+            f"{name.removesuffix('_ms')} {value:.2f}"
+            for name, value in timings.items()
+            if name.endswith("_ms") and isinstance(value, int | float)
+        )
+        config = (
+            "default" if r["config"] == "default" else ", ".join(f"{k}={v}" for k, v in r["config"].items())
+        )
+        rows.append(
+            f"| {r['server']} ({r['runtime']}) | {config} | {_ms(r['in_process_ms']['p50'])} | "
+            f"{_ms(served['p50'])} / {_ms(served['p99'])} ({served['n']}) | {r['added_p50_ms']:+.2f} | "
+            f"≤ {r['goal_added_p50_ms']:g} {'met' if r['meets_goal'] else 'not met'} | {view or '–'} | "
+            f"{_loads(r)} |"
+        )
+    rows += [
+        "",
+        "| server | SLO p99 ms, users | default: config, img/s, p99 ms | best: config, img/s, p99 ms | "
+        "tuned / default | load avg 1 min start / end |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, r in report.get("tuned", {}).items():
+        if r.get("status") == "failed":
+            rows.append(f"| {key} | failed: {r['reason'][:80]} | | | | |")
+            continue
+
+        def cell(probe: dict[str, Any] | None) -> str:
+            if probe is None:
+                return "none met the SLO"
+            config = ", ".join(f"{k}={v}" for k, v in probe["config"].items())
+            return f"{config}; {_ms(probe['images_per_s'])}, {_ms(probe['p99_ms'])}"
+
+        ratio = r["tuned_over_default"]
+        rows.append(
+            f"| {r['server']} | {r['slo_ms']:g}, {r['users']} | {cell(r['default'])} | {cell(r['best'])} | "
+            f"{f'{ratio:.2f}' if ratio is not None else '–'} | {_loads(r)} |"
+        )
+    return "\n".join(rows)
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     names = args.servers.split(",")
@@ -323,6 +384,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"pinned-{report['created_at'].replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(markdown(report))
     print(f"results: {path}")
     if args.history is not None:
         from imgbench.bench.suite import commit, hardware
@@ -341,4 +403,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    if len(sys.argv) == 3 and sys.argv[1] == "--markdown":  # the tables of a results file
+        print(markdown(json.loads(Path(sys.argv[2]).read_text())))
+    else:
+        main(get_args_parser().parse_args())

@@ -188,7 +188,7 @@ def _torchserve(ctx: StackContext) -> LaunchPlan:
         raise StackError(f"--server-config has TorchServe configs for {unknown}, not served here ({models})")
 
     def configure() -> None:
-        # A .mar's own model-config.yaml wins over config.properties: register those models again.
+        # A .mar carries its own model-config.yaml: register those models again with the ready one's.
         for model, config in ready_models.items():
             reconfigure_torchserve(management, model, config)
 

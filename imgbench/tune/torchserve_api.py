@@ -1,7 +1,7 @@
 """TorchServe's management API, for what its config files cannot set at start: a model registered again
 with a configuration's batch size, max batch delay and workers (a ``.mar`` brings its own
-``model-config.yaml``, which wins over config.properties). Used by `imgbench tune`'s probes and by the
-native stack when it starts TorchServe with a ready config (``--server-config``)."""
+``model-config.yaml``; registering again is what probes are tested to apply). Used by `imgbench tune`'s
+probes and by the native stack when it starts TorchServe with a ready config (``--server-config``)."""
 
 from __future__ import annotations
 
