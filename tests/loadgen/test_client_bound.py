@@ -96,8 +96,20 @@ def test_several_load_processes_are_measured_together(
 def test_a_local_run_forks_one_load_process_per_core_unless_told() -> None:
     from loadgen.__main__ import with_defaults
 
-    assert with_defaults(["--headless"], environ={}, cores=4)[-2:] == ["--processes", "4"]
+    assert with_defaults(["--headless"], environ={}, cores=4)[4:7] == ["--headless", "--processes", "4"]
     assert "--processes" not in with_defaults(["--headless"], environ={}, cores=1)
     for chosen in (["--processes", "0"], ["--processes=3"], ["--master"], ["--worker"]):
         assert with_defaults(chosen, environ={}, cores=4).count("--processes") == chosen.count("--processes")
     assert "--processes" not in with_defaults([], environ={"LOCUST_PROCESSES": "0"}, cores=4)
+    # Its own workers meet its master on a free loopback port, never Locust's shared 5557.
+    forked = with_defaults(["--processes", "2"], environ={}, cores=4, port=5601)
+    assert forked[-6:] == [
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        "5601",
+        "--master-port",
+        "5601",
+    ]
+    assert "--master-bind-port" not in with_defaults(["--processes", "2", "--worker"], environ={}, cores=4)
+    assert "--master-bind-port" not in with_defaults(["--processes", "0"], environ={}, cores=4)

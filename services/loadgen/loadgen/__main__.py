@@ -11,12 +11,14 @@ only as fast as one core runs it. ``--processes 0`` (or ``LOCUST_PROCESSES=0``) 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 DEFAULT_WEB_HOST = "127.0.0.1"
+LOOPBACK = "127.0.0.1"
 
 
 def usable_cores() -> int:
@@ -35,14 +37,36 @@ def chose_processes(args: list[str], environ: Mapping[str, str]) -> bool:
     return any(environ.get(v) for v in ("LOCUST_PROCESSES", "LOCUST_MODE_MASTER", "LOCUST_MODE_WORKER"))
 
 
+def _flag_value(args: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(f"{flag}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
 def with_defaults(
-    args: list[str], environ: Mapping[str, str] = os.environ, cores: int | None = None
+    args: list[str],
+    environ: Mapping[str, str] = os.environ,
+    cores: int | None = None,
+    port: int | None = None,
 ) -> list[str]:
     """``args`` with imgbench's locustfile, a loopback web UI and one load process per core (``cores``,
     default ``usable_cores()``; none forked on one core) unless the caller chose otherwise.
 
-    >>> with_defaults(["-f", "mine.py", "--headless"], environ={}, cores=4)
-    ['--web-host', '127.0.0.1', '-f', 'mine.py', '--headless', '--processes', '4']
+    A run that forks its own workers gets a free loopback port for them (``port``, default a free one):
+    Locust's fixed 5557 on every interface would let two runs on one machine take each other's workers.
+
+    >>> with_defaults(["-f", "mine.py", "--headless"], environ={}, cores=4, port=5600)[4:]
+    ['--headless', '--processes', '4', '--master-bind-host', '127.0.0.1', '--master-bind-port', '5600', \
+'--master-port', '5600']
     >>> with_defaults(["-f", "mine.py", "--worker"], environ={}, cores=4)
     ['--web-host', '127.0.0.1', '-f', 'mine.py', '--worker']
     """
@@ -53,6 +77,14 @@ def with_defaults(
         and not {"-h", "--help", "-V", "--version"} & set(args)
     ):
         args = [*args, "--processes", str(cores)]
+    forks = _flag_value(args, "--processes") or environ.get("LOCUST_PROCESSES") or "0"
+    own_workers = forks != "0" and "--worker" not in args and not environ.get("LOCUST_MODE_WORKER")
+    chose_port = any(_flag_value(args, f) for f in ("--master-bind-port", "--master-port"))
+    if own_workers and not chose_port:
+        port = free_loopback_port() if port is None else port
+        if _flag_value(args, "--master-bind-host") is None:
+            args = [*args, "--master-bind-host", LOOPBACK]
+        args = [*args, "--master-bind-port", str(port), "--master-port", str(port)]
     if not any(a in ("-f", "--locustfile") or a.startswith("--locustfile=") for a in args):
         args = ["-f", str(LOCUSTFILE), *args]
     chose_web_host = any(a == "--web-host" or a.startswith("--web-host=") for a in args)
