@@ -9,6 +9,7 @@ the server answers again once continued."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,6 +55,8 @@ def _start_loadgen(
         "--batch-size", "1", "-u", "2", "--images", "64", "--step-duration", str(step_s), "--warmup", "0",
         "--drain", str(DRAIN_S), "--deadline", str(DEADLINE_S), "--error-backoff", "0.1",
         "--metrics-port", "0", "--results-dir", str(results), "--run-id", run_id,
+        # One load process: what is issued and what comes back are counted in one place, no merge.
+        "--processes", "0",
     ]  # fmt: skip
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=project_root()
@@ -87,16 +90,17 @@ def _kill_group(pid: int, timeout: float = 20.0) -> None:
             raise AssertionError(f"pid {member.pid} still runs {timeout} s after SIGKILL")
 
 
-def _wait_gone(pid: int, timeout: float = 30.0) -> None:
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` exited (or is a zombie) within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
+                return True
         except psutil.NoSuchProcess:
-            return
+            return True
         time.sleep(0.1)
-    raise AssertionError(f"pid {pid} still runs {timeout} s after it stopped answering")
+    return False
 
 
 def _wait_ports_free(server: str, ports: dict[str, int], timeout: float = 30.0) -> None:
@@ -191,7 +195,7 @@ def test_hung_server_deadlines_fire_and_the_run_ends_on_time(
     codes = {code for burst in faults["error_bursts"] for code in burst["codes"]}
     assert "DEADLINE_EXCEEDED" in codes and codes <= DEAD_SERVER_CODES, faults["error_bursts"]
     # Continued, the same process answers again: readiness, then predictions. Except Triton, at times:
-    # its python backend may abort on the first requests after a freeze (boost::interprocess::
+    # its python backend may fail the first requests after a freeze and abort (boost::interprocess::
     # lock_exception, SIGABRT in TRITONBACKEND_ModelInstanceExecute); then the stack starts it again.
     model = serving.trained.models[prefix]
     after = "answered by the same process"
@@ -206,11 +210,14 @@ def test_hung_server_deadlines_fire_and_the_run_ends_on_time(
                 client.infer(model, batch)
         except InferenceError as error:
             assert server in MAY_DIE_AFTER_A_FREEZE, error
-            assert error.code == grpc.StatusCode.UNAVAILABLE, error
-            _wait_gone(pid)
+            # INTERNAL "Failed to retrieve the response error." first, or UNAVAILABLE once it aborted.
+            assert error.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL), error
+            if not _wait_gone(pid, timeout=10.0):
+                with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                    _kill_group(pid)  # broken but not yet dead: as a supervisor would
             _wait_ports_free(server, serving.ports[server])
             serving.stack.up([server])
-            after = "aborted on the first requests; restarted by the stack"
+            after = f"failed on the first requests ({error.code.name}); restarted by the stack"
         for _ in range(5):
             assert client.infer(model, batch).shape[0] == 1
     assert (serving.pid(server) == pid) == after.startswith("answered")
