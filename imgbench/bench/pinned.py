@@ -339,10 +339,13 @@ def markdown(report: dict[str, Any]) -> str:
             rows.append(f"| {key} | failed: {r['reason'][:80]} | | | | |")
             continue
 
-        def cell(probe: dict[str, Any] | None) -> str:
+        space = r.get("space") or {}
+
+        def cell(probe: dict[str, Any] | None, space: dict[str, Any] = space) -> str:
             if probe is None:
                 return "none met the SLO"
-            config = ", ".join(f"{k}={v}" for k, v in probe["config"].items())
+            # The knobs the grid varied; the others kept their defaults.
+            config = ", ".join(f"{k}={v}" for k, v in probe["config"].items() if not space or k in space)
             return f"{config}; {_ms(probe['images_per_s'])}, {_ms(probe['p99_ms'])}"
 
         ratio = r["tuned_over_default"]
@@ -389,11 +392,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.history is not None:
         from imgbench.bench.suite import commit, hardware
 
+        failed = [k for bench in BENCHES for k, v in report[bench].items() if v.get("status") == "failed"]
+        status = "ok" if not failed else f"failed: {', '.join(failed)}"
         record = {
             "date": report["created_at"],
             "commit": commit(),
             "hardware": hardware(),
-            "benchmarks": {"pinned": {"status": "ok", "results": [report]}},
+            "benchmarks": {"pinned": {"status": status, "results": [report]}},
         }
         args.history.parent.mkdir(parents=True, exist_ok=True)
         with args.history.open("a", encoding="utf-8") as handle:
