@@ -54,10 +54,23 @@ _FORMAT_BY_SUFFIX = {
 }
 
 
+# An image above this many pixels is refused before it is decoded: a decompression bomb (a few KB of
+# PNG that inflate to gigabytes) or a scan far beyond what a classifier is trained on. PIL's own
+# limit (Image.MAX_IMAGE_PIXELS, 89.5 Mpx) only warns below twice itself.
+MAX_PIXELS = 50_000_000
+
+
 def _check_image(path: Path) -> tuple[int, int] | str:
     """(width, height) of a readable image, or why it is not one."""
     try:
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                return (
+                    f"{width}x{height} pixels is above the {MAX_PIXELS:,}-pixel limit (decompression bomb?)"
+                )
             image.load()  # verify() misses truncated pixel data; decoding does not.
             expected = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
             if expected and image.format != expected:
@@ -65,7 +78,9 @@ def _check_image(path: Path) -> tuple[int, int] | str:
             return image.size
     except UnidentifiedImageError:
         return "not an image file PIL can identify"
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:  # not an OSError: it used to end the whole check
+        return f"decompression bomb ({exc})"
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated, unreadable, a symlink loop
         return f"unreadable image ({exc})"
 
 
