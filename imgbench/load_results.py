@@ -151,7 +151,8 @@ class LoadPoint(_Strict):
     client_bound: bool | None = Field(
         default=None,
         description="The client, not the server, limited this point: a generator process saturated its "
-        "core or (open loop) its sends slipped behind schedule. None: not measured (version-1 file).",
+        "core, (closed loop) its CPU per request was >= 10% of the latency, or (open loop) its sends slipped "
+        "behind schedule. None: not measured (version-1 file).",
     )
     client: ClientLoad | None = None
     server_config: dict[str, ConfigValue] | None = Field(

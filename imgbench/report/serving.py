@@ -232,7 +232,8 @@ def serving_section(inputs: ReportInputs) -> str:
         "`incorrect` counts answers whose top-1 differed from the label of a real validation image. "
         "Each server is named as it identified itself. `client` is the load generator's verdict on "
         "itself: its CPU per request (all its processes) and whether it, not the server, limited the point "
-        "(a process at ≥ 90% of a core, or open loop ≥ 5% of sends over 1 ms late).",
+        "(a process at ≥ 90% of a core; closed loop, its CPU per request ≥ 10% of the mean latency; open "
+        "loop, ≥ 5% of sends over 1 ms late).",
         "",
         table(
             [

@@ -113,3 +113,14 @@ def test_a_local_run_forks_one_load_process_per_core_unless_told() -> None:
     ]
     assert "--master-bind-port" not in with_defaults(["--processes", "2", "--worker"], environ={}, cores=4)
     assert "--master-bind-port" not in with_defaults(["--processes", "0"], environ={}, cores=4)
+
+
+def test_closed_loop_cpu_in_the_latency_is_client_bound() -> None:
+    """No process saturated, but 250 µs of generator CPU per 0.5 ms request: half the latency is ours."""
+    facts = ClientFacts()
+    facts.add_process(0, cpu_s=0.5, wall_s=1.0)
+    load, cpu_ms, bound = verdict(facts, requests=2000, window_s=1.0, mode="closed", mean_latency_ms=0.5)
+    assert cpu_ms == 0.25 and bound is True and load is not None
+    assert "50% of the 0.50 ms mean latency" in load.reasons[0]
+    # The same cost under a 20 ms server is 1.25% of the latency: not bound.
+    assert verdict(facts, requests=2000, window_s=1.0, mode="closed", mean_latency_ms=20.0)[2] is False

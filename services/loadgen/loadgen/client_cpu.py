@@ -11,6 +11,11 @@ request and whether the generator, not the server, limited the point:
   loop has next to no idle time, every answer waits for the loop before it is timed, and the figures
   carry our queueing (10% is left for sampling noise and for gRPC's own threads, whose time counts
   towards the process too, so the verdict errs towards saying "client-bound").
+- **in the latency** (closed loop): the generator's CPU per request is ``LATENCY_SHARE`` (10%) or
+  more of the mean latency it measured. A closed-loop user does its own work for a request (build the
+  call, wait for the loop, record the answer) between sends, so that work sits serially in every cycle;
+  at 10% the point is no longer within the 10% of an independent client that imgbench aims for, even
+  when no process is saturated (a starved machine, or a server faster than the generator).
 - **late** (open loop): ``LATE_SHARE`` (5%) or more of the sends left more than ``LATE_AFTER_S``
   (1 ms) after their scheduled time: the schedule slipped, so the offered load was not the one asked
   for. Latency is still measured from the schedule (no coordinated omission), but a late send's
@@ -41,6 +46,7 @@ from loadgen.recorder import new_histogram, to_us
 SATURATED_SHARE = 0.9
 LATE_AFTER_S = 0.001
 LATE_SHARE = 0.05
+LATENCY_SHARE = 0.1
 LATENESS_PERCENTILES = (50.0, 90.0, 99.0, 99.9, 100.0)
 ADVICE = (
     "the load generator limited this point (its figures are a lower bound of the server's): run more "
@@ -155,7 +161,13 @@ class CpuWatch:
 
 
 def verdict(
-    facts: ClientFacts, *, requests: int, window_s: float, mode: str, step: int = 0
+    facts: ClientFacts,
+    *,
+    requests: int,
+    window_s: float,
+    mode: str,
+    step: int = 0,
+    mean_latency_ms: float | None = None,
 ) -> tuple[ClientLoad | None, float | None, bool | None]:
     """(facts, CPU ms per request, client_bound) of one step. ``None``s where no process sampled the
     window (a run cut short before it): not measured, said as such, never guessed."""
@@ -171,6 +183,18 @@ def verdict(
         reasons.append(
             f"a load process used {busiest:.0%} of a core (saturated at {SATURATED_SHARE:.0%}): "
             "its event loop had no idle time"
+        )
+    cpu_ms = round(cpu_s * 1000 / requests, 4) if requests else None
+    if (
+        mode == "closed"
+        and cpu_ms is not None
+        and mean_latency_ms
+        and cpu_ms >= LATENCY_SHARE * mean_latency_ms
+    ):
+        reasons.append(
+            f"the generator spent {cpu_ms * 1000:.0f} µs of CPU per request, {cpu_ms / mean_latency_ms:.0%} "
+            f"of the {mean_latency_ms:.2f} ms mean latency (client-bound from {LATENCY_SHARE:.0%}): "
+            "its own work is in every closed-loop cycle"
         )
     lateness: dict[str, float] = {}
     late = late_share = None
@@ -203,5 +227,4 @@ def verdict(
         reasons=reasons,
         advice=ADVICE if reasons else "",
     )
-    cpu_ms = round(cpu_s * 1000 / requests, 4) if requests else None
     return load, cpu_ms, bool(reasons)

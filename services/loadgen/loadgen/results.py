@@ -175,7 +175,12 @@ def build(
         )
         row.update(cpu=hw["cpu"], cores=hw["cores"], hostname=hw["hostname"])
         load, cpu_ms, bound = verdict(
-            client or ClientFacts(), requests=tally.requests, window_s=window, mode=plan.mode, step=step.index
+            client or ClientFacts(),
+            requests=tally.requests,
+            window_s=window,
+            mode=plan.mode,
+            step=step.index,
+            mean_latency_ms=row["mean_ms"],
         )
         row.update(client=load, client_cpu_ms_per_request=cpu_ms, client_bound=bound)
         points.append(LoadPoint.model_validate(row))
