@@ -168,6 +168,46 @@ def bench_pinned(settings: DemoSettings, out: Path) -> None:
     )  # fmt: skip
 
 
+def bench_independent(settings: DemoSettings, out: Path) -> None:
+    """Issue 13: imgbench vs an independent client (h2load) per server at concurrency 1, 4, 16, back
+    to back, plus the trivial health server (benchmarks/loadgen_vs_independent.py; ratios, no asserts)."""
+    loadgen_python = str(venv_bin("loadgen") / "python")
+    script = str(project_root() / "benchmarks" / "loadgen_vs_independent.py")
+    env = {"PYTHONPATH": str(project_root() / "services" / "loadgen")}
+    common = ["--seconds", "10", "--out", str(out / "loadgen_vs_independent.json")]
+    health_port = free_port_map()["triton"]["grpc"]  # any free port
+    health = subprocess.Popen(
+        [loadgen_python, "-m", "loadgen.trivial_server", "--port", str(health_port)], cwd=project_root()
+    )
+    try:
+        time.sleep(2.0)
+        run_logged(
+            "bench-independent-health",
+            [loadgen_python, script, "--backend", "health", "--target", f"127.0.0.1:{health_port}",
+             "--label", "trivial gRPC (grpc.health.v1)", *common],
+            settings, env,
+        )  # fmt: skip
+    finally:
+        health.terminate()
+        health.wait(timeout=10)
+    stack = Stack(
+        settings.run_dir / "independent-stack",
+        ports=free_port_map(),
+        model_repository=settings.model_repository,
+    )
+    with stack:
+        stack.up(list(servers.server_names()))
+        for backend in servers.server_names():
+            run_logged(
+                f"bench-independent-{backend}",
+                [loadgen_python, script, "--backend", backend,
+                 "--target", f"127.0.0.1:{stack.ports[backend]['grpc']}",
+                 "--model", servers.default_model(backend, settings.architecture),
+                 "--model-repository", str(settings.model_repository), *common],
+                settings, env,
+            )  # fmt: skip
+
+
 BENCHMARKS: dict[str, Callable[[DemoSettings, Path], None]] = {
     "trainer-pt": bench_trainer_pt,
     "trainer-tf": bench_trainer_tf,
@@ -178,8 +218,9 @@ BENCHMARKS: dict[str, Callable[[DemoSettings, Path], None]] = {
     # Issue 11 (imgbench.bench.fair_fight): both trainers vs their bare loops back to back; recipe parity.
     "trainers": fair_fight.bench_trainers,
     "parity": fair_fight.bench_parity,
+    "independent": bench_independent,
 }
-NEEDS_MODELS = {"serving", "sweep", "pinned"}
+NEEDS_MODELS = {"serving", "sweep", "pinned", "independent"}
 
 
 def main(argv: list[str] | None = None) -> int:
