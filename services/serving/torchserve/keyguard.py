@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
