@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 
 from imgbench.load_results import LoadPoint
 from imgbench.report.inputs import ReportInputs
+from imgbench.report.repeats import LoadGroup, load_groups
 from imgbench.report.serving import backend_label, images_per_second, load_label, points
 from imgbench.report.stats import percentile_reliable
 from imgbench.report.training import FRAMEWORK_LABEL
@@ -47,36 +48,55 @@ def training_curves(inputs: ReportInputs, out_dir: Path) -> list[Path]:
     return written
 
 
+def _model_axes(models: list[str], title: str) -> tuple[plt.Figure, dict[str, plt.Axes]]:
+    """One panel per model, stacked, each with room on the right for its legend."""
+    fig, axes = plt.subplots(len(models), 1, figsize=(11, 4 * len(models)), squeeze=False)
+    fig.suptitle(title)
+    return fig, {model: axes[i][0] for i, model in enumerate(models)}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _group_label(group: LoadGroup) -> str:
+    point = group.first
+    runs = f", median of {group.repeats} runs" if group.repeats > 1 else ""
+    return f"{backend_label(point)} b{point.batch_size} {load_label(point)} (n={group.min_n:,}{runs})"
+
+
 def latency_percentiles(inputs: ReportInputs, out_dir: Path) -> list[Path]:
-    """Latency against percentile (a CDF on its side, with the tail stretched) per load point."""
-    curves = [(p, _percentiles(p)) for p in points(inputs)]
-    curves = [(p, c) for p, c in curves if len(c) >= 2]
-    if not curves:
+    """Latency against percentile (a CDF on its side, with the tail stretched): one line per load
+    point, the median over its repeats, one panel per model."""
+    groups = [g for g in load_groups(points(inputs)) if len(_percentiles(g.first)) >= 2]
+    if not groups:
         return []
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for point, by_pct in curves:
+    models = sorted({g.first.model for g in groups})
+    fig, axes = _model_axes(models, "Client-side latency by percentile (dotted: under 10 requests beyond it)")
+    for group in groups:
+        ax = axes[group.first.model]
+        curves = [dict(_percentiles(p)) for p in group.points]
+        shared = sorted(set.intersection(*(set(c) for c in curves)))
+        by_pct = [(q, _median([c[q] for c in curves])) for q in shared]
         # x as 1/(1-q) spreads p90, p99, p99.9 evenly, as HdrHistogram plots do.
         xs = [1.0 / (1.0 - q / 100.0) if q < 100 else 1e4 for q, _ in by_pct]
         # Solid where n carries the percentile, dotted beyond (fewer than ten requests in the tail).
-        trusted = sum(1 for q, _ in by_pct if percentile_reliable(q, point.n))
-        (line,) = ax.plot(
-            xs[:trusted],
-            [ms for _, ms in by_pct][:trusted],
-            label=f"{backend_label(point)} b{point.batch_size} {load_label(point)} (n={point.n:,})",
-        )
+        trusted = sum(1 for q, _ in by_pct if percentile_reliable(q, group.min_n))
+        (line,) = ax.plot(xs[:trusted], [ms for _, ms in by_pct][:trusted], label=_group_label(group))
         if trusted < len(xs):
             ax.plot(
                 xs[max(trusted - 1, 0) :], [ms for _, ms in by_pct][max(trusted - 1, 0) :],
                 linestyle=":", color=line.get_color(),
             )  # fmt: skip
-    ax.set_xscale("log")
     ticks = [50, 90, 99, 99.9]
-    ax.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks], [f"p{t:g}" for t in ticks])
-    ax.set(
-        ylabel="latency (ms)", title="Client-side latency by percentile (dotted: under 10 requests beyond it)"
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    for model, ax in axes.items():
+        ax.set_xscale("log")
+        ax.set_xticks([1.0 / (1.0 - t / 100.0) for t in ticks], [f"p{t:g}" for t in ticks])
+        ax.set(ylabel="latency (ms)", title=model)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     path = _save(fig, out_dir / "latency_percentiles.png")
     return [path]
 
@@ -93,20 +113,28 @@ def _percentiles(point: LoadPoint) -> list[tuple[float, float]]:
 
 
 def throughput_vs_load(inputs: ReportInputs, out_dir: Path) -> list[Path]:
-    closed = [p for p in points(inputs) if p.mode == "closed" and p.users]
-    if not closed:
+    """Images/s against closed-loop users, one line per server and batch size (the mean over repeats,
+    bars from the slowest to the fastest repeat), one panel per model."""
+    groups = [g for g in load_groups(points(inputs)) if g.first.mode == "closed" and g.first.users]
+    if not groups:
         return []
-    fig, ax = plt.subplots(figsize=(8, 5))
-    series: dict[str, list[tuple[int, float]]] = {}
-    for point in closed:
-        key = f"{backend_label(point)} {point.model} b{point.batch_size}"
-        series.setdefault(key, []).append((point.users or 0, images_per_second(point)))
-    for key, values in sorted(series.items()):
+    models = sorted({g.first.model for g in groups})
+    fig, axes = _model_axes(models, "Throughput against concurrency")
+    series: dict[tuple[str, str], list[tuple[int, list[float]]]] = {}
+    for group in groups:
+        point = group.first
+        key = (point.model, f"{backend_label(point)} b{point.batch_size}")
+        series.setdefault(key, []).append((point.users or 0, [images_per_second(p) for p in group.points]))
+    for (model, label), values in sorted(series.items()):
         values.sort()
-        ax.plot([u for u, _ in values], [t for _, t in values], marker="o", label=key)
-    ax.set(xlabel="concurrent users (closed loop)", ylabel="images/s", title="Throughput against concurrency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+        means = [sum(v) / len(v) for _, v in values]
+        spans = [[m - min(v) for m, (_, v) in zip(means, values, strict=True)],
+                 [max(v) - m for m, (_, v) in zip(means, values, strict=True)]]  # fmt: skip
+        axes[model].errorbar([u for u, _ in values], means, yerr=spans, marker="o", capsize=3, label=label)
+    for model, ax in axes.items():
+        ax.set(xlabel="concurrent users (closed loop)", ylabel="images/s", title=model)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     path = _save(fig, out_dir / "throughput_vs_concurrency.png")
     return [path]
 

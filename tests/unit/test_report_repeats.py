@@ -220,3 +220,31 @@ def test_the_terminal_summary_fits_80_columns_with_wide_intervals(tmp_path: Path
     assert "…" not in text, text
     # Both seeds of the point count, though their files share a run id.
     assert "closed ×64     2  123,456" in text, text
+
+
+def test_plots_draw_one_line_per_point_over_its_repeats_and_one_panel_per_model(
+    repeated_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repeats of a load point are one median line (n = the fewest samples of any repeat), not one line
+    per seed, and each model gets its own panel: with N repeats the legends stay readable."""
+    from imgbench.report import plots
+
+    figures: dict[str, list[tuple[str, list[str]]]] = {}
+
+    def capture(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+        figures[path.name] = [
+            (ax.get_title(), [text.get_text() for text in ax.get_legend().get_texts()]) for ax in fig.axes
+        ]
+        return path
+
+    monkeypatch.setattr(plots, "_save", capture)
+    inputs = read_inputs(repeated_run)
+    plots.latency_percentiles(inputs, tmp_path)
+    plots.throughput_vs_load(inputs, tmp_path)
+    latency = dict(figures["latency_percentiles.png"])
+    assert set(latency) == {MODEL, "tf_mobilenet_v3_small"}
+    assert len(latency[MODEL]) == 4, latency[MODEL]  # 4 points, 2 repeats each
+    assert all("median of 2 runs" in label for label in latency[MODEL])
+    assert any("n=1,200," in label for label in latency[MODEL])
+    throughput = dict(figures["throughput_vs_concurrency.png"])
+    assert len(throughput[MODEL]) == 3, throughput[MODEL]  # one line per server
