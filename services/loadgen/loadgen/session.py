@@ -166,6 +166,16 @@ class LoadSession:
         return self.options.labels, users, rate
 
     # -- results -------------------------------------------------------------------------------
+    def preflight_facts(self) -> dict[str, Any]:
+        """This process's preflight facts; a master (which loads no images) adds its workers' idle pass
+        (pool size, images kept, accuracy at rest) from the first worker that reported one."""
+        assert self.prepared is not None
+        facts = dict(self.prepared.facts)
+        for worker in self.workers_prepared.values():
+            for key, value in (worker.get("facts") or {}).items():
+                facts.setdefault(key, value)
+        return facts
+
     def write_results(self) -> None:
         if self.results_written or self.options is None or self.prepared is None:
             return
@@ -177,7 +187,7 @@ class LoadSession:
             plan=self.plan,
             recorder=self.recorder,
             elapsed_s=elapsed,
-            preflight=self.prepared.facts,
+            preflight=self.preflight_facts(),
             stop_reason=self.stop_reason,
             server_timings=self.server_side.stop() if self.server_side else None,
             client=self.client,
@@ -243,7 +253,8 @@ def on_init(environment: Environment) -> None:
             lambda environment, msg, **_: setattr(session, "master_started_wall", msg.data["wall"]),
         )
         # Locust registers a worker before its init hooks run: tell the master when this one can load.
-        environment.runner.send_message(PREPARED_MESSAGE, {"prepared": session.ready})
+        facts = session.prepared.facts if session.prepared is not None else {}
+        environment.runner.send_message(PREPARED_MESSAGE, {"prepared": session.ready, "facts": facts})
         return
     try:
         session.configure()
