@@ -18,14 +18,14 @@ pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
-def _wait_for(path: Path, text: str, process: object, timeout: float = 900) -> None:
+def _wait_for(path: Path, text: str, process: object, timeout: float = 900, poll: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if path.exists() and text in path.read_text(errors="replace"):
             return
         if process.poll() is not None:  # type: ignore[attr-defined]
             raise AssertionError(f"trainer exited before {text!r}:\n{path.read_text()[-2000:]}")
-        time.sleep(0.2)
+        time.sleep(poll)
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
@@ -38,8 +38,10 @@ def test_sigkill_during_epoch_2_then_resume(digits_small: Path, tmp_path: Path) 
     run_dir = tmp_path / "run"
     process = start_trainer(*_train_args(digits_small, run_dir), log_path=tmp_path / "first.log")
     try:
+        # At once: on idle cores an epoch of the small set (15 steps) takes under a second, on loaded
+        # ones 3-10 s; a fixed sleep either missed epoch 2 or was not needed. 20 ms after the log line
+        # is inside epoch 2 on any machine (a step takes longer than that).
         _wait_for(tmp_path / "first.log", f"starting epoch 2/{EPOCHS}", process)
-        time.sleep(1.0)  # inside epoch 2: an epoch of the small set takes 3-10 s here
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -64,8 +66,8 @@ def test_sigterm_saves_mid_epoch_and_resume_finishes_it(digits_small: Path, tmp_
     run_dir = tmp_path / "run"
     process = start_trainer(*_train_args(digits_small, run_dir), log_path=tmp_path / "first.log")
     try:
+        # The trainer stops after the step in progress: at least one step of epoch 2 is saved.
         _wait_for(tmp_path / "first.log", f"starting epoch 2/{EPOCHS}", process)
-        time.sleep(1.0)
         os.kill(process.pid, signal.SIGTERM)
         returncode = process.wait(timeout=60)
     finally:
