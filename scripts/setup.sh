@@ -26,7 +26,8 @@ ALL_VENVS=(core pt tf torchserve triton tfserving loadgen)
 declare -A VENV_EXTRAS=([core]="dev,clients,report" [loadgen]="dev,clients")
 
 install_debian_packages() {
-  local wanted=(prometheus prometheus-pushgateway docker-compose)
+  # nghttp2-client: h2load, the independent client of the loadgen benchmark (make bench).
+  local wanted=(prometheus prometheus-pushgateway docker-compose nghttp2-client)
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
