@@ -57,23 +57,25 @@ def _configure(
 
 
 # -- data ------------------------------------------------------------------------------------------
+# Options both dataset writers take.
+ValFraction = Annotated[float, typer.Option(help="Share of each class kept for val (default 0.2).")]
+Force = Annotated[bool, typer.Option(help="Replace an existing non-empty folder (= --if-exists overwrite).")]
+IfExists = Annotated[
+    str,
+    typer.Option(
+        help="An existing non-empty folder: error, skip (if it holds this same dataset), overwrite."
+    ),
+]
+
+
 @data_app.command("digits")
 def data_digits(
     out: Annotated[Path, typer.Option(help="Root of the ImageFolder tree to write.")],
     size: Annotated[int, typer.Option(help="Side length in pixels (default 64).")] = 64,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of each class kept for val (default 0.2).")
-    ] = 0.2,
+    val_fraction: ValFraction = 0.2,
     seed: Annotated[int, typer.Option(help="Split seed (default 0).")] = 0,
-    force: Annotated[
-        bool, typer.Option(help="Replace an existing non-empty folder (= --if-exists overwrite).")
-    ] = False,
-    if_exists: Annotated[
-        str,
-        typer.Option(
-            help="An existing non-empty folder: error, skip (if it holds this same dataset), overwrite."
-        ),
-    ] = "error",
+    force: Force = False,
+    if_exists: IfExists = "error",
 ) -> None:
     """scikit-learn's bundled handwritten digits (1,797 images, 10 classes) as ImageFolder."""
     from imgbench.data.digits import write_digits
@@ -90,19 +92,10 @@ def data_synthetic(
     classes: Annotated[int, typer.Option(help="Number of classes.")] = 10,
     size: Annotated[int, typer.Option(help="Side length in pixels (default 224).")] = 224,
     per_class: Annotated[int, typer.Option(help="Images per class, train and val together.")] = 50,
-    val_fraction: Annotated[
-        float, typer.Option(help="Share of each class kept for val (default 0.2).")
-    ] = 0.2,
+    val_fraction: ValFraction = 0.2,
     seed: Annotated[int, typer.Option(help="Seed (default 0).")] = 0,
-    force: Annotated[
-        bool, typer.Option(help="Replace an existing non-empty folder (= --if-exists overwrite).")
-    ] = False,
-    if_exists: Annotated[
-        str,
-        typer.Option(
-            help="An existing non-empty folder: error, skip (if it holds this same dataset), overwrite."
-        ),
-    ] = "error",
+    force: Force = False,
+    if_exists: IfExists = "error",
 ) -> None:
     """A learnable synthetic dataset of any shape and class count."""
     from imgbench.data.synthetic import write_synthetic

@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
-from pathlib import Path
 
+from imgbench.trainer_cli import cpu_name, usable_cores
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+__all__ = ["cpu_name", "describe_device", "environment", "usable_cores"]
 
 
 def describe_device() -> str:
