@@ -27,8 +27,12 @@ def _how_sure(comparison: Comparison) -> str:
 
 
 def _unsteady(values: list[float]) -> bool:
+    """Epoch times that vary by more than UNSTABLE_CV of their mean; a run of one or two epochs (no
+    epoch, or one, after the warm-up epoch) has nothing to vary."""
+    if len(values) < 2:
+        return False
     mean = statistics.fmean(values)
-    return len(values) > 1 and mean > 0 and statistics.stdev(values) / mean > UNSTABLE_CV
+    return mean > 0 and statistics.stdev(values) / mean > UNSTABLE_CV
 
 
 def _lowest_p99_at_batch_1(inputs: ReportInputs) -> str | None:

@@ -107,3 +107,13 @@ def test_report_cli_and_bad_price_table(full_run: Path, tmp_path: Path) -> None:
 
     with pytest.raises(ImgbenchError, match="price table"):
         build_report(full_run, prices_path=bad)
+
+
+def test_a_one_epoch_run_gets_a_report(tmp_path: Path) -> None:
+    """One epoch leaves no epoch after the warm-up one to judge steadiness on: no crash, no claim."""
+    manifests = [make_manifest("pytorch"), make_manifest("tensorflow")]
+    for manifest in manifests:
+        manifest.training.history = manifest.training.history[:1]
+    report = build_report(_write_run(tmp_path / "run", manifests, []))
+    text = report.read_text()
+    assert "## Training" in text and "varied by more than" not in text
