@@ -83,6 +83,9 @@ class ComposeStack:
             "PATH": f"/usr/bin:{os.environ.get('PATH', '')}",
             "COMPOSE_PROJECT_NAME": self.project,
             "IMGBENCH_EPOCHS": "1",
+            # After 1 epoch the model is unsettled and its int8 TFLite agreement is noise (85-99% seen);
+            # the gate itself is tested in the trainers' suites. Recorded here, not gated.
+            "IMGBENCH_QUANTIZED_MIN_AGREEMENT": "0",
             "IMGBENCH_IF_EXISTS": "skip",
         }
 
