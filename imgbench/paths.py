@@ -9,6 +9,8 @@ Trainers write it, servers and the load generator read it; nobody builds these p
       triton/<model>/config.pbtxt            onnxruntime backend on the CPU (containers)
       triton/<model>/configs/gpu.pbtxt       the GPU server's (--model-config-name=gpu): KIND_GPU, TensorRT EP
       triton/<model>/<version>/model.onnx    (model.plan: reserved; no TensorRT plan is built)
+      triton/<model>_<variant>/...           a served variant of the same model (e.g. ``_int8``): its own
+                                             Triton model, read with the base model's manifest
       triton-python/<model>/...              python-backend variant native Triton serves
       edge/<model>/{model_fp32,model_dynamic,model_int8}.tflite
 """
@@ -24,6 +26,13 @@ from imgbench.errors import ImgbenchError
 
 MODEL_NAME_PATTERN = re.compile(r"^(pt|tf)_[a-z0-9][a-z0-9_]*$")
 FRAMEWORK_PREFIXES = {"pytorch": "pt", "tensorflow": "tf"}
+SERVED_VARIANTS = {
+    "int8": "the INT8 ONNX export (ONNX Runtime static quantization)",
+    "dynamic": "the ONNX export with dynamic image height and width",
+}
+"""Suffixes of served variants: ``<model>_<variant>`` is another Triton model of the same trained model
+(same input spec and classes, hence the same manifest), written by the trainer's export when that
+export passed its gate."""
 
 
 def project_root() -> Path:
@@ -46,6 +55,23 @@ def model_name(framework: str, architecture: str) -> str:
             f"unknown framework {framework!r}; expected one of {sorted(FRAMEWORK_PREFIXES)}"
         ) from None
     return f"{prefix}_{architecture}"
+
+
+def served_variant(model: str, variant: str) -> str:
+    """``pt_resnet18_int8`` for ``("pt_resnet18", "int8")``."""
+    if variant not in SERVED_VARIANTS:
+        raise ImgbenchError(f"unknown served variant {variant!r}; known: {', '.join(SERVED_VARIANTS)}")
+    return f"{check_model_name(model)}_{variant}"
+
+
+def split_served_variant(name: str) -> tuple[str, str | None]:
+    """(base model, variant) of a served name: ``("pt_resnet18", "int8")`` for ``pt_resnet18_int8``,
+    ``("pt_resnet18", None)`` for ``pt_resnet18``."""
+    for variant in SERVED_VARIANTS:
+        base = name.removesuffix(f"_{variant}")
+        if base != name and MODEL_NAME_PATTERN.match(base):
+            return base, variant
+    return name, None
 
 
 def check_model_name(name: str) -> str:
@@ -72,7 +98,9 @@ class ModelRepository:
         return self.root / "manifests"
 
     def manifest_path(self, model: str) -> Path:
-        return self.manifests_dir / f"{check_model_name(model)}.json"
+        """A served variant (``pt_resnet18_int8``) reads its base model's manifest."""
+        base, _ = split_served_variant(check_model_name(model))
+        return self.manifests_dir / f"{base}.json"
 
     @property
     def torchserve_dir(self) -> Path:
@@ -109,6 +137,18 @@ class ModelRepository:
 
     def triton_plan(self, model: str, version: int) -> Path:
         return self.triton_version_dir(model, version) / "model.plan"
+
+    def served_triton_models(self) -> dict[str, str]:
+        """Triton model name -> its base model, for every complete model (manifest written) and each of
+        its served variants that has a ``triton/<model>_<variant>/config.pbtxt``."""
+        served: dict[str, str] = {}
+        for model in self.models():
+            served[model] = model
+            for variant in SERVED_VARIANTS:
+                name = f"{model}_{variant}"
+                if (self.triton_dir / name / "config.pbtxt").is_file():
+                    served[name] = model
+        return served
 
     @property
     def triton_python_dir(self) -> Path:
