@@ -7,6 +7,7 @@ from pathlib import Path
 
 from imgbench.atomic import atomic_write_text
 from imgbench.report import plots
+from imgbench.report.article import article_section
 from imgbench.report.claims import claims_section
 from imgbench.report.cost import cost_section, load_prices
 from imgbench.report.environment import environment_section
@@ -29,6 +30,7 @@ def render(inputs: ReportInputs, prices_path: Path | None, figures: list[Path], 
         "",
         summary_section(inputs),
         claims_section(inputs),
+        article_section(inputs),
         training_section(inputs),
         exports_section(inputs),
         serving_section(inputs),
