@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Mirrors of imgbench.validation's gate defaults (that module needs numpy; this one must not).
 DEFAULT_MIN_AGREEMENT = 0.999
 DEFAULT_MAX_ABS_DIFF = 1e-3
+DEFAULT_QUANTIZED_MIN_AGREEMENT = 0.9
+"""Quantized exports are gated on top-1 agreement only; a short run's int8 agreement is noisy."""
 IF_EXISTS_CHOICES = ("skip", "overwrite")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("epoch", "step")
@@ -377,6 +379,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         type=int,
         default=256,
         help="training images that calibrate the int8 exports (default: %(default)s)",
+    )
+    group.add_argument(
+        "--quantized-min-agreement",
+        type=_probability,
+        default=DEFAULT_QUANTIZED_MIN_AGREEMENT,
+        help="gate: least top-1 agreement of each quantized export with the framework on the val split "
+        "(PyTorch: the INT8 ONNX model; TensorFlow: the dynamic-range and int8 TFLite models); "
+        "0 records the figure without gating (default: %(default)s)",
     )
     return group
 

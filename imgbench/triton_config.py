@@ -21,7 +21,9 @@ first load (:func:`tensorrt_record` says exactly that in the manifest).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +31,7 @@ from imgbench.atomic import atomic_write_text
 from imgbench.errors import ImgbenchError
 from imgbench.manifest import ExportRecord
 from imgbench.parallelism import DEFAULT_THREADS
-from imgbench.paths import ModelRepository
+from imgbench.paths import ModelRepository, served_variant
 
 _TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8"}
 
@@ -214,3 +216,34 @@ def tensorrt_record(repo: ModelRepository, model: str, version: int) -> ExportRe
             "model_config_name": GPU_CONFIG_NAME,
         },
     )
+
+
+def write_served_variant(
+    repo: ModelRepository, spec: TritonModelSpec, variant: str, onnx_path: Path, version: int
+) -> dict[str, str]:
+    """Publish ``onnx_path`` (already validated and gated) as Triton model ``<spec.name>_<variant>``
+    (``imgbench.paths.SERVED_VARIANTS``): ``triton/<name>_<variant>/<version>/model.onnx`` (a hard link
+    where the filesystem allows, else a copy) and its CPU and GPU configs, same tensor names and
+    batching as the base model. The GPU config has no TensorRT accelerator: its FP16 engines are for
+    float graphs, so a quantized (QDQ) graph runs on ONNX Runtime's CUDA provider there. Returns the
+    paths for the manifest, relative to the repository."""
+    name = served_variant(spec.name, variant)
+    variant_spec = replace(spec, name=name)
+    target = repo.triton_onnx(name, version)
+    if target.parent.exists():
+        raise ImgbenchError(f"{target.parent} already exists: {name} version {version} was served before")
+    target.parent.mkdir(parents=True)
+    try:
+        os.link(onnx_path, target)
+    except OSError:  # another filesystem, or links not allowed
+        shutil.copy2(onnx_path, target)
+    cpu, gpu = repo.triton_config(name), gpu_config(repo, name)
+    gpu.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cpu, render_config(variant_spec, "onnxruntime", "cpu"))
+    atomic_write_text(gpu, render_config(variant_spec, "onnxruntime", "gpu"))
+    return {
+        "triton_model": name,
+        "triton_onnx": target.relative_to(repo.root).as_posix(),
+        "triton_config": cpu.relative_to(repo.root).as_posix(),
+        "triton_gpu_config": gpu.relative_to(repo.root).as_posix(),
+    }

@@ -44,9 +44,15 @@ from imgbench.manifest import (
     TrainingFigures,
 )
 from imgbench.onnx_gpu import cuda_provider_details
-from imgbench.paths import ModelRepository, model_name
+from imgbench.paths import ModelRepository, model_name, served_variant
 from imgbench.training_log import read_epochs, training_repeats
-from imgbench.triton_config import TritonModelSpec, gpu_config, tensorrt_record, write_triton_configs
+from imgbench.triton_config import (
+    TritonModelSpec,
+    gpu_config,
+    tensorrt_record,
+    write_served_variant,
+    write_triton_configs,
+)
 from trainer_pt import checkpoint as ckpt
 from trainer_pt.data import load_splits
 from trainer_pt.models import build_model, count_parameters
@@ -339,17 +345,28 @@ def export_run(args: argparse.Namespace) -> Manifest:
             },
         ),
     ]
+    int8_model = served_variant(name, "int8")
     if not args.skip_int8:
-        # Judged, not gated: accuracy, agreement, size and latency go into the manifest.
+        # Gated on top-1 agreement only (--quantized-min-agreement, as trainer-tf's TFLite int8); once
+        # it passed, Triton serves it as its own model, <model>_int8 (written with the configs).
         steps.append(
             ExportStep(
                 "onnx_int8",
-                "onnx_int8",
+                "INT8 ONNX (--quantized-min-agreement)",
                 build=build_int8,
                 evaluate=evaluate_int8,
                 destination=repo.edge_dir(name) / "model_int8.onnx",
-                min_agreement=None,
+                min_agreement=args.quantized_min_agreement,
                 max_abs_diff=None,
+                details={
+                    "gate": {"min_agreement": args.quantized_min_agreement, "max_abs_diff": None},
+                    "served": {
+                        "server": "triton",
+                        "model": int8_model,
+                        "path": repo.triton_onnx(int8_model, version).relative_to(repo.root).as_posix(),
+                        "triton_config": repo.triton_config(int8_model).relative_to(repo.root).as_posix(),
+                    },
+                },
             )
         )
     spec = TritonModelSpec(
@@ -402,14 +419,23 @@ def export_run(args: argparse.Namespace) -> Manifest:
             manifest=manifest,
             skipped={"tensorrt": tensorrt_record(repo, name, version)},
             # CPU config.pbtxt and the GPU server's configs/gpu.pbtxt (imgbench.triton_config).
-            write_configs=lambda: _write_triton_configs(repo, spec),
-            version_dirs=[repo.triton_version_dir(name, version)],
+            write_configs=lambda: _write_triton_configs(
+                repo, spec, None if args.skip_int8 else repo.edge_dir(name) / "model_int8.onnx", version
+            ),
+            version_dirs=[
+                repo.triton_version_dir(name, version),
+                *([] if args.skip_int8 else [repo.triton_version_dir(int8_model, version)]),
+            ],
         )
     )
 
 
-def _write_triton_configs(repo: ModelRepository, spec: TritonModelSpec) -> None:
+def _write_triton_configs(
+    repo: ModelRepository, spec: TritonModelSpec, int8_onnx: Path | None, version: int
+) -> None:
     write_triton_configs(repo, spec)
+    if int8_onnx is not None:  # it passed its gate: the pipeline got this far
+        write_served_variant(repo, spec, "int8", int8_onnx, version)
 
 
 def _onnx_logits(path: Path, loader: DataLoader) -> np.ndarray:

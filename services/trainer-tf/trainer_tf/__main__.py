@@ -27,12 +27,6 @@ log = logging.getLogger("trainer_tf")
 
 
 def _add_tf_export_flags(group: argparse._ArgumentGroup) -> None:
-    group.add_argument(
-        "--quantized-min-agreement",
-        type=float,
-        default=0.9,
-        help="gate: least top-1 agreement of the dynamic-range and int8 TFLite models (default: %(default)s)",
-    )
     group.add_argument("--skip-tflite", action="store_true", help="skip the three TFLite exports")
     group.add_argument(
         "--tfserving-base-path",

@@ -91,8 +91,10 @@ def sync(
     of `imgbench tune`, ``RUN_DIR/best/triton``) replaces the repository's config of that model."""
     source_root = repository.triton_dir
     target_root = target_root or repository.triton_python_dir
-    # A model (or version) counts once its manifest is written: trainers write the manifest last.
-    complete = {m: load_manifest(repository.manifest_path(m)).version for m in repository.models()}
+    # A model (or version) counts once its manifest is written: trainers write the manifest last. A
+    # served variant (<model>_int8, ...) is complete with its base model's manifest and version.
+    versions_of = {m: load_manifest(repository.manifest_path(m)).version for m in repository.models()}
+    complete = {name: versions_of[base] for name, base in repository.served_triton_models().items()}
     models = sorted(m for m in complete if (source_root / m / "config.pbtxt").is_file())
     model_py = MODEL_PY.read_bytes()
     changed: list[str] = []
