@@ -136,6 +136,14 @@ class LoadPoint(_Strict):
     errors: int = Field(default=0, ge=0)
     error_codes: dict[str, int] = Field(default_factory=dict)
     incorrect: int = Field(default=0, ge=0)
+    reference_model: str | None = Field(
+        default=None,
+        description="The model every answer was also compared with (--reference-model), e.g. the fp32 "
+        "model for its INT8 variant: each image's top-1 from that model at rest on the same server.",
+    )
+    disagreements: int | None = Field(
+        default=None, ge=0, description="Answers whose top-1 differs from the reference's; None without one."
+    )
     window_s: float = Field(default=0.0, ge=0)
     slo_ms: float | None = Field(default=None, gt=0)
     p99_within_slo: bool | None = None
@@ -174,6 +182,19 @@ class LoadPoint(_Strict):
         if self.images_per_second is not None:
             return self.images_per_second
         return (self.throughput_rps or 0.0) * self.batch_size
+
+    @property
+    def agreement(self) -> float | None:
+        """Share of answers under load with the reference model's top-1 (None without a reference)."""
+        if self.disagreements is None or not self.n:
+            return None
+        return 1.0 - self.disagreements / self.n
+
+    @property
+    def accuracy(self) -> float | None:
+        """Share of answers under load with the label's top-1 (meaningful with --keep-misclassified:
+        otherwise the pool holds only images the idle server got right)."""
+        return 1.0 - self.incorrect / self.n if self.n else None
 
     @property
     def load_label(self) -> str:

@@ -89,6 +89,8 @@ class Answer:
     size_bytes: int
     correct: bool | None
     """None when there is nothing to check (health)."""
+    agrees: bool | None = None
+    """Top-1 equal to the reference model's at rest for the same images; None without a reference."""
 
 
 class Sender(Protocol):
@@ -113,12 +115,20 @@ class InferenceSender:
     it can be: an answer byte-identical to one already found right for the same request is right (same
     logits, same top-1); any other is parsed and its top-1 compared with the labels, as before."""
 
-    def __init__(self, client: Any, model: str, batches: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        batches: list[tuple[np.ndarray, np.ndarray]],
+        references: list[np.ndarray] | None = None,
+    ) -> None:
         self.client = client
         self.model = model
         self.images_per_request = len(batches[0][1])
         self.requests = [client.serialized_request(model, batch) for batch, _ in batches]
         self.labels = [labels for _, labels in batches]
+        self.references = references
+        """Per request, the reference model's top-1s at rest (``--reference-model``), else None."""
         self.known: list[tuple[bytes, Answer] | None] = [None] * len(self.requests)
 
     def send(self, index: int) -> Answer:
@@ -134,8 +144,15 @@ class InferenceSender:
         logits = self.client.answer_of(self.model, response)
         labels = self.labels[slot]
         predicted = np.argmax(logits, axis=1)
-        answer = Answer(len(response), predicted.shape == labels.shape and bool(np.all(predicted == labels)))
-        if answer.correct and len(response) <= KNOWN_ANSWER_MAX_BYTES:
+        reference = self.references[slot] if self.references is not None else None
+        answer = Answer(
+            len(response),
+            predicted.shape == labels.shape and bool(np.all(predicted == labels)),
+            None
+            if reference is None
+            else predicted.shape == reference.shape and bool(np.all(predicted == reference)),
+        )
+        if answer.correct and answer.agrees is not False and len(response) <= KNOWN_ANSWER_MAX_BYTES:
             self.known[slot] = (response, answer)
         return answer
 

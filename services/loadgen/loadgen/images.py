@@ -31,12 +31,28 @@ class ImagePool:
     labels: np.ndarray
     """[N] class indices into the manifest's class names."""
     files: tuple[str, ...]
+    references: np.ndarray | None = None
+    """[N] the reference model's top-1 for each image at rest (``--reference-model``), else None."""
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, keep: np.ndarray) -> ImagePool:
-        return ImagePool(self.images[keep], self.labels[keep], tuple(np.asarray(self.files)[keep]))
+        references = self.references[keep] if self.references is not None else None
+        return ImagePool(
+            self.images[keep], self.labels[keep], tuple(np.asarray(self.files)[keep]), references
+        )
+
+    def with_references(self, references: np.ndarray) -> ImagePool:
+        return ImagePool(self.images, self.labels, self.files, np.asarray(references, dtype=np.int64))
+
+    def reference_batches(self, batch_size: int, count: int) -> list[np.ndarray] | None:
+        """The reference top-1s of :meth:`batches`' images, batch by batch (None without references)."""
+        if self.references is None:
+            return None
+        return [
+            self.references[np.arange(b * batch_size, (b + 1) * batch_size) % len(self)] for b in range(count)
+        ]
 
     def batches(self, batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """``count`` batches of consecutive images, wrapping around the pool."""

@@ -58,6 +58,13 @@ def add_arguments(parser: Any) -> None:
         help="Keep images the idle server gets wrong (default: drop them: a wrong answer is then a fault).",
     )
     add(
+        "--reference-model",
+        default="",
+        help="Also compare every answer's top-1 with this model's answer at rest for the same images, on "
+        "the same server (e.g. pt_resnet50 for pt_resnet50_int8): each point counts its disagreements "
+        "(default: none).",
+    )
+    add(
         "--auth-token",
         default="",
         is_secret=True,
@@ -191,6 +198,7 @@ class LoadOptions:
     dataset: Path | None
     images: int
     keep_misclassified: bool
+    reference_model: str
     auth_token: str
     auth_key_file: str
     """TorchServe's key file: its inference key is re-read when the server renews it (keyguard.py)."""
@@ -244,6 +252,7 @@ class LoadOptions:
             dataset=Path(parsed.dataset) if parsed.dataset else None,
             images=parsed.images,
             keep_misclassified=parsed.keep_misclassified,
+            reference_model=parsed.reference_model,
             auth_token=parsed.auth_token,
             auth_key_file=_key_file(parsed),
             mode=parsed.mode,

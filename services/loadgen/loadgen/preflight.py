@@ -50,7 +50,12 @@ class Prepared:
             o.backend, o.target, o.model_repository, o.deadline, o.auth_token, o.auth_key_file
         )
         count = max(1, min(MAX_PREPARED_REQUESTS, len(self.pool) // o.batch_size))
-        return InferenceSender(client, o.model, self.pool.batches(o.batch_size, count))
+        return InferenceSender(
+            client,
+            o.model,
+            self.pool.batches(o.batch_size, count),
+            self.pool.reference_batches(o.batch_size, count),
+        )
 
 
 def _wait(probe: Any, timeout_s: float) -> bool:
@@ -86,12 +91,13 @@ def prepare(options: LoadOptions, calibrate: bool = True) -> Prepared:
                 f"{options.backend} at {options.target} did not answer in {options.preflight_timeout:g} s: "
                 f"is it running (`imgbench stack up {options.backend}`), and is --target right?"
             )
-        if not _wait(lambda: client.ready(options.model), min(options.preflight_timeout, 10.0)):
-            reason = _metadata_error(client, options.model)
-            raise ImgbenchError(
-                f"{options.backend} at {options.target} does not serve model {options.model!r}"
-                f"{': ' + reason if reason else ''}; is it in the server's model repository?"
-            )
+        for model in filter(None, (options.model, options.reference_model)):
+            if not _wait(lambda model=model: client.ready(model), min(options.preflight_timeout, 10.0)):
+                reason = _metadata_error(client, model)
+                raise ImgbenchError(
+                    f"{options.backend} at {options.target} does not serve model {model!r}"
+                    f"{': ' + reason if reason else ''}; is it in the server's model repository?"
+                )
         prepared.server = str(_safe_metadata(client, options.model).get("server", options.backend))
         prepared.facts["server_identity"] = _safe_identity(
             client, options.model, prepared.server
@@ -167,18 +173,18 @@ def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[s
     """Each pool image's answer at rest. Images the idle server gets wrong are dropped (unless
     --keep-misclassified), so that under load every wrong answer is a fault, not the model's error rate."""
     b = options.batch_size
-    predicted = np.empty(len(pool), dtype=np.int64)
-    for start in range(0, len(pool), b):
-        index = np.arange(start, start + b) % len(pool)
-        try:
-            logits = client.infer(options.model, np.ascontiguousarray(pool.images[index]))
-        except Exception as exc:
-            raise ImgbenchError(
-                f"{options.backend} at {options.target} failed an idle request for {options.model!r} "
-                f"at batch {b}: {exc}"
-            ) from None
-        predicted[index] = np.argmax(logits, axis=1)
+    predicted = _answers_at_rest(client, options, options.model, pool)
     right = predicted == pool.labels
+    if options.reference_model:
+        # The reference's answers are the other expectation: under load each answer is also compared
+        # with them (disagreements), e.g. an INT8 model's with its fp32 model's on the same images.
+        reference = _answers_at_rest(client, options, options.reference_model, pool)
+        pool = pool.with_references(reference)
+        facts.update(
+            reference_model=options.reference_model,
+            agreement_at_rest=round(float((predicted == reference).mean()), 6),
+            reference_accuracy_at_rest=round(float((reference == pool.labels).mean()), 6),
+        )
     kept = pool if options.keep_misclassified else pool.subset(right)
     facts.update(
         pool_images=len(pool),
@@ -199,3 +205,20 @@ def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[s
             "is this the model's dataset? (--keep-misclassified sends them anyway)"
         )
     return kept
+
+
+def _answers_at_rest(client: Any, options: LoadOptions, model: str, pool: ImagePool) -> np.ndarray:
+    """``model``'s top-1 for every pool image, one idle request of ``--batch-size`` at a time."""
+    b = options.batch_size
+    predicted = np.empty(len(pool), dtype=np.int64)
+    for start in range(0, len(pool), b):
+        index = np.arange(start, start + b) % len(pool)
+        try:
+            logits = client.infer(model, np.ascontiguousarray(pool.images[index]))
+        except Exception as exc:
+            raise ImgbenchError(
+                f"{options.backend} at {options.target} failed an idle request for {model!r} "
+                f"at batch {b}: {exc}"
+            ) from None
+        predicted[index] = np.argmax(logits, axis=1)
+    return predicted

@@ -47,10 +47,14 @@ class Tally:
     latency_sum_s: float = 0.0
     requests: int = 0
     incorrect: int = 0
+    disagreements: int = 0
+    """Answers whose top-1 differs from the reference model's at rest (``--reference-model``)."""
     images: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
-    def add(self, latency_s: float | None, outcome: Outcome, images: int, code: str | None) -> None:
+    def add(
+        self, latency_s: float | None, outcome: Outcome, images: int, code: str | None, disagree: bool = False
+    ) -> None:
         self.requests += 1
         self.images += images
         if outcome == "error":
@@ -62,6 +66,8 @@ class Tally:
             self.latency_sum_s += latency_s
         if outcome == "incorrect":
             self.incorrect += 1
+        if disagree:
+            self.disagreements += 1
 
     def encode(self) -> dict[str, Any]:
         return {
@@ -69,6 +75,7 @@ class Tally:
             "latency_sum_s": self.latency_sum_s,
             "requests": self.requests,
             "incorrect": self.incorrect,
+            "disagreements": self.disagreements,
             "images": self.images,
             "errors": dict(self.errors),
         }
@@ -79,6 +86,7 @@ class Tally:
         self.latency_sum_s += encoded["latency_sum_s"]
         self.requests += encoded["requests"]
         self.incorrect += encoded["incorrect"]
+        self.disagreements += encoded.get("disagreements", 0)
         self.images += encoded["images"]
         self.errors.update(encoded["errors"])
 
@@ -175,13 +183,14 @@ class Recorder:
         images: int,
         code: str | None = None,
         labels: tuple[str, str, str] = ("", "", ""),
+        disagree: bool = False,
     ) -> None:
         # Hot path (every request): no setdefault, which would build a histogram per call.
         if measured:
             tally = self.points.get(point)
             if tally is None:
                 tally = self.points[point] = Tally()
-            tally.add(latency_s, outcome, images, code)
+            tally.add(latency_s, outcome, images, code, disagree)
         exported = self.exported.get(labels)
         if exported is None:
             exported = self.exported[labels] = BucketTally(self.edges)

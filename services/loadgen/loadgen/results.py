@@ -33,6 +33,7 @@ CSV_FIELDS = [
     "n", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "throughput_rps",
     "images_per_second", "requests", "errors", "error_codes", "incorrect", "window_s", "slo_ms",
     "p99_within_slo", "deployment", "cpu", "cores", "hostname", "client_cpu_ms_per_request", "client_bound",
+    "reference_model", "disagreements",
 ]  # fmt: skip
 
 
@@ -80,6 +81,7 @@ def summarize(tally: Tally, window_s: float) -> dict[str, Any]:
     row["errors"] = tally.error_count
     row["error_codes"] = dict(sorted(tally.errors.items()))
     row["incorrect"] = tally.incorrect
+    row["disagreements"] = tally.disagreements
     row["window_s"] = round(window_s, 3)
     return row
 
@@ -168,8 +170,11 @@ def build(
             "server_timings": (server_timings or {}).get(step.index),
             "server_config": preflight.get("server_config"),
             **summarize(tally, window),
+            "reference_model": config.get("reference_model") or None,
             "slo_ms": round(config["slo"] * 1000, 3),
         }
+        if row["reference_model"] is None:
+            row["disagreements"] = None
         row["p99_within_slo"] = (
             row["p99_ms"] is not None and row["p99_ms"] <= row["slo_ms"] and row["errors"] == 0
         )

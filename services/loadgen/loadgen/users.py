@@ -157,9 +157,12 @@ class InferenceUser(User):
                     None,
                     IncorrectAnswer("top-1 differs from the label"),
                     answer.size_bytes,
+                    disagree=answer.agrees is False,
                 )
             else:
-                self.report(origin, latency, "ok", None, None, answer.size_bytes)
+                self.report(
+                    origin, latency, "ok", None, None, answer.size_bytes, disagree=answer.agrees is False
+                )
         finally:
             session.in_flight -= 1
 
@@ -171,6 +174,7 @@ class InferenceUser(User):
         code: str | None,
         exception: Exception | None,
         size_bytes: int,
+        disagree: bool = False,
     ) -> None:
         """Into the lossless recorder (results, exporter) and through ``events.request`` (Locust's stats)."""
         session = self.session
@@ -186,6 +190,7 @@ class InferenceUser(User):
             images=images,
             code=code,
             labels=session.options.labels if session.options else ("", "", ""),
+            disagree=disagree,
         )
         self.environment.events.request.fire(
             request_type="grpc",
