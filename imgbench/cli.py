@@ -118,10 +118,11 @@ def data_check(
     if report.image_sizes:
         sizes = ", ".join(f"{w}×{h} ({n})" for (w, h), n in report.image_sizes.most_common(5))
         console.print(f"image sizes: {sizes}")
-    for problem in report.problems:
-        err_console.print(f"[red]problem[/red] {problem}", highlight=False, soft_wrap=True)
+    # The same lines the trainers and the load generator refuse with (DatasetCheckError).
+    for line in report.problem_lines():
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
     if not report.ok:
-        err_console.print(f"{len(report.problems)} problem(s) in {root}")
+        err_console.print(report.summary(), markup=False, highlight=False)
         raise typer.Exit(1)
     console.print(f"[green]ok[/green] {root}")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from imgbench.data.check import require_clean
 from imgbench.data.imagefolder import IMAGE_SUFFIXES
 from imgbench.errors import DatasetError
 from imgbench.manifest import Manifest
@@ -103,8 +104,11 @@ def dataset_split_dir(manifest: Manifest, dataset: Path | None) -> Path:
 
 
 def load_pool(manifest: Manifest, dataset: Path | None = None, limit: int = 256, seed: int = 0) -> ImagePool:
-    """Up to ``limit`` images of the evaluation split, a seeded sample across all classes."""
+    """Up to ``limit`` images of the evaluation split, a seeded sample across all classes. A split
+    with any problem is refused first, every problem listed: the same checker, and the same lines,
+    as `imgbench data check` and the trainers."""
     split = dataset_split_dir(manifest, dataset)
+    require_clean(split.parent, splits=(split.name,), user="the load generator's image pool")
     files: list[tuple[Path, int]] = []
     for folder in sorted(p for p in split.iterdir() if p.is_dir()):
         if folder.name not in manifest.class_names:

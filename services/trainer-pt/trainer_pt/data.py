@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import datasets, transforms
 
-from imgbench.data.check import check_imagefolder
+from imgbench.data.check import require_clean
 from imgbench.data.imagefolder import SPLITS
 from imgbench.errors import DatasetError
 from imgbench.manifest import IMAGENET_MEAN, IMAGENET_STD
@@ -68,17 +68,12 @@ class Splits:
 
 
 def check_dataset(root: Path) -> None:
-    """Fail with one line naming the first problem (missing/empty folders, corrupt images)."""
+    """Refuse a tree with any problem before training: the core's checker (``imgbench data check``),
+    every problem listed, one a line; train/ and val/ must both be there."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
-    for split in SPLITS:
-        if not (root / split).is_dir():
-            raise DatasetError(f"dataset split folder {root / split} does not exist (expected {SPLITS})")
-    report = check_imagefolder(root)
-    if not report.ok:
-        more = f" (and {len(report.problems) - 1} more problems)" if len(report.problems) > 1 else ""
-        raise DatasetError(f"{report.problems[0]}{more}")
+    require_clean(root, splits=SPLITS, user="trainer-pt")
 
 
 def load_splits(

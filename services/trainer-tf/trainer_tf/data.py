@@ -12,7 +12,7 @@ decoded once by ``tf.io.decode_image`` and, when the decoded split fits the cach
 so later epochs only augment. (The seed article maps a path-decoding function over
 ``image_dataset_from_directory``'s already-decoded images; here the dataset holds paths until decoded.)
 
-Listing and checking need no TensorFlow, so bad datasets fail in a second with a one-line error.
+Listing and checking need no TensorFlow, so a bad dataset fails in a second, every problem listed.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgbench.data.check import check_imagefolder
-from imgbench.data.imagefolder import class_folders, image_files
+from imgbench.data.check import require_clean
+from imgbench.data.imagefolder import SPLITS, class_folders, image_files
 from imgbench.errors import DatasetError
 from imgbench.manifest import IMAGENET_MEAN, IMAGENET_STD
 
@@ -84,13 +84,13 @@ def list_dataset(root: Path) -> tuple[SplitFiles, SplitFiles]:
 
 
 def check_readable(root: Path) -> None:
-    """Decode every image once (PIL, no TensorFlow) and fail on the first unreadable one, so a corrupt
-    file stops the run before training instead of in the middle of an epoch."""
-    report = check_imagefolder(Path(root))
-    if not report.ok:
-        first = report.problems[0]
-        more = f" (and {len(report.problems) - 1} more; list them with `imgbench data check {root}`)"
-        raise DatasetError(f"{first}{more if len(report.problems) > 1 else ''}")
+    """Decode every image once (the core's checker, ``imgbench data check``; PIL, no TensorFlow) and
+    refuse a tree with any problem, every one listed, one a line, so a bad file stops the run before
+    training instead of in the middle of an epoch."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist (write one with `imgbench data digits`)")
+    require_clean(root, splits=SPLITS, user="trainer-tf")
 
 
 def decoded_bytes_estimate(split: SplitFiles) -> int:

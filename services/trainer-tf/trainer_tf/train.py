@@ -66,9 +66,9 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         )
     trainer_cli.check_recipe(args)
     run_dir = Path(args.output_dir) if args.output_dir else default_run_dir(args.model)
-    train_split, val_split = data.list_dataset(Path(args.data_path))
-    if not args.skip_data_check:
+    if not args.skip_data_check:  # first: every problem listed, before listing stops at the first
         data.check_readable(Path(args.data_path))
+    train_split, val_split = data.list_dataset(Path(args.data_path))
     config = {
         "architecture": args.model,
         "model": f"tf_{args.model}",
