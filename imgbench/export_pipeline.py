@@ -128,10 +128,32 @@ def _stage(step: ExportStep, staging: Path, job: ExportJob) -> _Staged:
     return _Staged(step, path, agreement, evaluation)
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _publish(staged: _Staged, repository: ModelRepository) -> ExportRecord:
+    """Rename the staged export into place, durably: its files and folders reach the disk before the
+    rename and the new folder entries after it (imgbench.atomic's habit), so a power cut leaves the old
+    repository or the new export, not a name pointing at unwritten data."""
     step = staged.step
+    staged_paths = [staged.path, *staged.path.rglob("*")] if staged.path.is_dir() else [staged.path]
+    for path in staged_paths:
+        if not path.is_symlink():
+            _fsync(path)
     step.destination.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged.path, step.destination)
+    # The entry in its folder, and each folder mkdir created on the way, up to the repository root.
+    folder = step.destination.parent
+    while True:
+        _fsync(folder)
+        if folder == repository.root or repository.root not in folder.parents:
+            break
+        folder = folder.parent
     return ExportRecord(
         format=step.key,
         path=step.destination.relative_to(repository.root).as_posix(),

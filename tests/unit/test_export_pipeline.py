@@ -87,3 +87,36 @@ def test_an_existing_version_is_refused_before_any_work(tmp_path: Path) -> None:
     repo.triton_version_dir(MODEL, 1).mkdir(parents=True)
     with pytest.raises(ImgbenchError, match="pick another --version"):
         run_export(_job(repo, [_step(repo, "onnx", REFERENCE)], []))
+
+
+def test_published_files_and_their_folder_entries_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Durable against a power cut, not only a killed process: every published file is fsynced before
+    its rename, and its folder (up to the repository root) after it."""
+    import os
+
+    repo = ModelRepository(tmp_path / "repo")
+    synced: list[tuple[str, bool]] = []  # (path, renamed into place already)
+    renamed: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        synced.append((path, any(path == dst or Path(path) in Path(dst).parents for dst in renamed)))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        real_replace(src, dst)
+        renamed.append(str(dst))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    run_export(_job(repo, [_step(repo, "fp32", REFERENCE), _step(repo, "int8", REFERENCE)], []))
+    edge = repo.edge_dir(MODEL)
+    for key in ("fp32", "int8"):
+        staged = [path for path, _ in synced if path.endswith(f"/{key}.bin") and ".staging-" in path]
+        assert staged, f"{key}.bin was not fsynced before its rename: {synced}"
+    after_rename = {path for path, after in synced if after}
+    for folder in (edge, edge.parent, repo.root):
+        assert str(folder) in after_rename, (folder, synced)
