@@ -141,6 +141,29 @@ class TrainingRepeats(_Strict):
 SEED_FIGURES = ("top1", "seconds_per_epoch", "images_per_second", "peak_memory_bytes")
 
 
+class CompiledCheck(_Strict):
+    """The compiled model against the eager one, on the evaluation split (``imgbench.compiled_check``):
+    ``torch.compile`` (trainer-pt ``--compile``) or XLA (trainer-tf ``--jit-compile``), judged by the
+    export gate's thresholds. Optional in ``TrainingFigures``: runs without a compiler have none."""
+
+    compiler: str = Field(
+        description="What ran, e.g. 'torch.compile(mode=max-autotune)', 'XLA (jit_compile)'."
+    )
+    stage: Literal["train", "export"] = Field(description="Checked after training or by the export command.")
+    n: int = Field(ge=1, description="Evaluation images compared.")
+    top1_agreement: float = Field(ge=0, le=1)
+    max_abs_logit_diff: float = Field(ge=0)
+    eager_accuracy: float | None = Field(default=None, ge=0, le=1)
+    compiled_accuracy: float | None = Field(default=None, ge=0, le=1)
+    min_agreement: float = Field(ge=0, le=1, description="The gate: least top-1 agreement.")
+    max_abs_diff: float | None = Field(default=None, ge=0, description="The gate: largest |Δlogit|.")
+    passed: bool
+    reason: str | None = Field(default=None, description="The gate's message when it failed.")
+    compile_seconds: float | None = Field(
+        default=None, ge=0, description="The compiled model's first batch: compilation plus one run."
+    )
+
+
 class TrainingFigures(_Strict):
     epochs: int = Field(ge=0)
     best_epoch: int = Field(ge=0)
@@ -156,6 +179,10 @@ class TrainingFigures(_Strict):
     history: list[EpochRecord] = Field(default_factory=list)
     repeats: TrainingRepeats | None = Field(
         default=None, description="Every seed's figures when trained with --repeats N (N ≥ 2); else None."
+    )
+    compiled_check: CompiledCheck | None = Field(
+        default=None,
+        description="Compiled vs eager on the eval split (--compile / --jit-compile); else None.",
     )
 
 

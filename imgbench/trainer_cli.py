@@ -72,6 +72,7 @@ RECIPE_KEYS: tuple[str, ...] = (
     "seed",
     "precision",
     "compile",
+    "optimizer_fusion",
     "threads",
     "device",
     "data_workers",
@@ -373,6 +374,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         choices=range(17, 19),
         metavar="{17,18}",
         help="ONNX opset; tf2onnx 1.17 stops at 18 (default: %(default)s)",
+    )
+    group.add_argument(
+        "--compile-check-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --compile / --jit-compile: evenly spaced val images the compiled-vs-eager check runs on, "
+        "under the same gate (default: every val image)",
     )
     group.add_argument(
         "--calibration-images",

@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 
 from imgbench import servers
-from imgbench.bench import fair_fight
+from imgbench.bench import fair_fight, fusion
 from imgbench.demo import DemoSettings, StageFailed, run_logged, stage_dataset, stage_train_pt, stage_train_tf
 from imgbench.paths import project_root, venv_bin
 from imgbench.stack import Stack
@@ -219,6 +219,8 @@ BENCHMARKS: dict[str, Callable[[DemoSettings, Path], None]] = {
     "trainers": fair_fight.bench_trainers,
     "parity": fair_fight.bench_parity,
     "independent": bench_independent,
+    # Issue 17 (imgbench.bench.fusion): trainer-pt --fused-sgd and trainer-tf XLA, each side its own process.
+    "fusion": fusion.bench_fusion,
 }
 NEEDS_MODELS = {"serving", "sweep", "pinned", "independent"}
 

@@ -67,6 +67,7 @@ def test_recipe_record_has_exactly_the_shared_keys() -> None:
         "peak_lr": 0.0125,
         "precision": "float32",
         "compile": None,
+        "optimizer_fusion": "none",
         "threads": 2,
         "device": trainer_cli.describe_cpu(),
     }

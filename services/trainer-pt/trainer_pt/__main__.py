@@ -40,13 +40,24 @@ def add_speed_arguments(parser: argparse.ArgumentParser) -> None:
         "--amp", choices=("bf16", "fp16"), default=None, help="autocast dtype (default: off, fp32)"
     )
     group.add_argument("--channels-last", action="store_true", help="NHWC memory format (default: off)")
+    add_compile_argument(group)
+    group.add_argument(
+        "--fused-sgd",
+        action="store_true",
+        help="torch.optim.SGD(fused=True), one fused kernel per update; an error where torch has none for "
+        "the device (default: off, torch's default SGD kernels)",
+    )
+
+
+def add_compile_argument(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--compile",
         nargs="?",
         const="default",
         default=None,
         choices=COMPILE_MODES,
-        help="torch.compile the model, with an optional mode (default: off; bare flag: 'default')",
+        help="torch.compile the model, with an optional mode; the compiled model is then checked against "
+        "eager on the val split under the export gate (default: off; bare flag: 'default')",
     )
 
 
@@ -88,6 +99,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export a trained run into the model repository")
     export_group = trainer_cli.add_export_command_arguments(export)
     add_pt_export_arguments(export_group)
+    add_compile_argument(export_group)  # export --compile MODE: the compiled-vs-eager check only
     export.add_argument(
         "-b", "--batch-size", type=int, default=64, help="validation batch size (default: %(default)s)"
     )
@@ -107,7 +119,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     bench.add_argument(
         "--variants",
         default="fp32,bf16,compile",
-        help="comma-separated subset of fp32, bf16, compile (default: %(default)s)",
+        help="comma-separated subset of fp32, bf16, compile, fused_sgd (default: %(default)s)",
     )
     bench.add_argument(
         "--out",
@@ -134,7 +146,13 @@ def run_train(args: argparse.Namespace) -> None:
 
         log.info("wrote %s", write_repeats(Path(runs[0].output_dir).parent, run_dirs))
     # Exports are single-process work: under torchrun only rank 0 does them, after the group is gone.
-    if args.no_export or int(os.environ.get("RANK", "0")) != 0:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if args.no_export:
+        if args.compile:  # otherwise the export runs the check, before it publishes anything
+            from trainer_pt.export import check_compiled
+
+            check_compiled(run_dirs[runs[0].seed], args, stage="train")
         return
     from trainer_pt.export import export_run
 

@@ -1,6 +1,6 @@
 """Benchmark (not a test): the trainer's images/s against a bare loop on in-memory tensors, for the
-same model, batch and precision; eager vs torch.compile; fp32 vs bf16. Results go to a JSON file
-with the hardware named.
+same model, batch and precision; eager vs torch.compile; fp32 vs bf16; default vs fused SGD. Results go
+to a JSON file with the hardware named.
 
     python -m trainer_pt bench --data-path data/digits --image-size 32 --steps 20
 """
@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +40,11 @@ from trainer_pt.train import (
 log = logging.getLogger(__name__)
 
 VARIANTS = {
-    "fp32": {"amp": None, "compile": None},
-    "bf16": {"amp": "bf16", "compile": None},
-    "compile": {"amp": None, "compile": "default"},
+    "fp32": {"amp": None, "compile": None, "fused_sgd": False},
+    "bf16": {"amp": "bf16", "compile": None, "fused_sgd": False},
+    "compile": {"amp": None, "compile": "default", "fused_sgd": False},
+    # The seed's case study: torch.optim.SGD(fused=True) instead of the default kernels, fp32 eager.
+    "fused_sgd": {"amp": None, "compile": None, "fused_sgd": True},
 }
 
 
@@ -127,7 +130,11 @@ def hardware() -> dict[str, str]:
 def _write_report(out: Path, settings: dict[str, Any], results: list[dict[str, Any]]) -> None:
     by_name = {r["variant"]: r for r in results}
     ratios = {}
-    for name, key in (("compile", "compile_vs_eager_bare"), ("bf16", "bf16_vs_fp32_bare")):
+    for name, key in (
+        ("compile", "compile_vs_eager_bare"),
+        ("bf16", "bf16_vs_fp32_bare"),
+        ("fused_sgd", "fused_sgd_vs_fp32_bare"),
+    ):
         if "fp32" in by_name and name in by_name:
             ratios[key] = round(
                 by_name[name]["bare_images_per_second"] / by_name["fp32"]["bare_images_per_second"], 3
@@ -174,7 +181,9 @@ def main(args: argparse.Namespace) -> Path:
         bare = bare_images_per_second(variant_args, len(splits.class_names), info)
         results.append(
             {"variant": name, **VARIANTS[name], "trainer_images_per_second": round(trainer, 2),
-             "bare_images_per_second": round(bare, 2), "trainer_vs_bare": round(trainer / bare, 3)}
+             "bare_images_per_second": round(bare, 2), "trainer_vs_bare": round(trainer / bare, 3),
+             # The process's peak so far: a variant's own only when it is the first (or only) one run.
+             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         )  # fmt: skip
         log.info(
             "bench %s: trainer %.1f img/s, bare %.1f img/s, ratio %.3f", name, trainer, bare, trainer / bare

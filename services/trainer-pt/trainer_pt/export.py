@@ -31,11 +31,13 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader
 
+from imgbench.compiled_check import read_check
 from imgbench.data.imagefolder import read_dataset_info
 from imgbench.devices import gpu_environment
 from imgbench.errors import ImgbenchError
 from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
 from imgbench.manifest import (
+    CompiledCheck,
     DatasetRef,
     EpochRecord,
     ExportRecord,
@@ -54,6 +56,7 @@ from imgbench.triton_config import (
     write_triton_configs,
 )
 from trainer_pt import checkpoint as ckpt
+from trainer_pt.compiled import check_run
 from trainer_pt.data import load_splits
 from trainer_pt.models import build_model, count_parameters
 from trainer_pt.quantize import quantize_int8
@@ -238,6 +241,30 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def check_compiled(
+    run_dir: Path, args: argparse.Namespace, stage: str, trained: TrainedModel | None = None, val: Any = None
+) -> CompiledCheck:
+    """``--compile MODE``: the best checkpoint compiled vs eager on the val split under the export gate,
+    recorded in the run folder; raises ``CompiledGateError`` (exit 1, nothing published) when it fails."""
+    trained = trained or load_trained(run_dir)
+    if val is None:
+        data_path = Path(getattr(args, "data_path", None) or trained.config["data_path"])
+        val = load_splits(
+            data_path, trained.image_size, check=False, val_resize_size=trained.config.get("val_resize_size")
+        ).val
+    return check_run(
+        run_dir,
+        trained.model,
+        val,
+        args.compile,
+        args.min_agreement,
+        args.max_abs_diff,
+        stage,
+        batch_size=args.batch_size,
+        images=getattr(args, "compile_check_images", None),
+    )
+
+
 def export_run(args: argparse.Namespace) -> Manifest:
     """Export the best checkpoint of ``args.run_dir`` through the shared pipeline
     (``imgbench.export_pipeline``: stage, gate, publish, manifest last); returns the manifest."""
@@ -264,6 +291,13 @@ def export_run(args: argparse.Namespace) -> Manifest:
         raise ImgbenchError(
             f"{data_path} has classes {splits.class_names}, the run was trained on {trained.class_names}"
         )
+    # --compile: the compiled model must pass the gate before anything is published; without it, the
+    # check a training run recorded (if any) goes into the manifest as it is.
+    compiled = (
+        check_compiled(run_dir, args, _stage(args), trained, splits.val)
+        if getattr(args, "compile", None)
+        else read_check(run_dir)
+    )
     loader = DataLoader(splits.val, batch_size=args.batch_size, shuffle=False, num_workers=args.workers)
     labels = np.concatenate([targets.numpy() for _, targets in loader])
     reference = loader_logits(lambda images: trained.model(images).numpy(), loader)
@@ -402,7 +436,7 @@ def export_run(args: argparse.Namespace) -> Manifest:
                 image_size=size,
             ),
             training=training_figures(trained, history, str(trained.config.get("device", "cpu"))).model_copy(
-                update={"repeats": training_repeats(run_dir)}
+                update={"repeats": training_repeats(run_dir), "compiled_check": compiled}
             ),
             exports=records,
             environment=environment(),
@@ -440,6 +474,11 @@ def _write_triton_configs(
 
 def _onnx_logits(path: Path, loader: DataLoader) -> np.ndarray:
     return _session_logits(ort_session(path), loader)
+
+
+def _stage(args: argparse.Namespace) -> str:
+    # train exports at its end: a check there is the training run's.
+    return "train" if getattr(args, "command", None) == "train" else "export"
 
 
 def _session_logits(session: ort.InferenceSession, loader: DataLoader) -> np.ndarray:

@@ -103,7 +103,30 @@ def build_optimizer(model: nn.Module, args: argparse.Namespace, lr: float) -> to
         {"params": decay, "weight_decay": args.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.SGD(groups, lr=lr, momentum=args.momentum)
+    if not getattr(args, "fused_sgd", False):
+        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum)
+    # One fused kernel for the whole update (the seed's "fused SGD"); refused, never silently replaced,
+    # where torch has none for these parameters' device or dtype. torch itself runs this check only at
+    # the first step; running it here fails before the first epoch.
+    from torch.optim.optimizer import _device_dtype_check_for_fused
+
+    try:
+        for param in model.parameters():
+            _device_dtype_check_for_fused(param)
+        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum, fused=True)
+    except RuntimeError as exc:
+        devices = sorted({str(p.device) for p in model.parameters()})
+        raise ImgbenchError(
+            f"--fused-sgd: torch {torch.__version__} has no fused SGD for parameters on {', '.join(devices)} "
+            f"({str(exc).splitlines()[0]}); train without --fused-sgd"
+        ) from None
+
+
+def optimizer_fusion(args: argparse.Namespace) -> str:
+    """The recipe's ``optimizer_fusion``: what the optimizer step actually ran as."""
+    if getattr(args, "fused_sgd", False):
+        return "fused: torch.optim.SGD(fused=True)"
+    return "none: torch.optim.SGD, torch's default kernels (for-loop on CPU, foreach on CUDA)"
 
 
 def build_scheduler(
@@ -247,6 +270,7 @@ def resolved_config(
             "peak_lr": effective_lr(args, dist_info.world_size),
             "precision": precision + (", channels_last" if args.channels_last else ""),
             "compile": f"torch.compile({args.compile})" if args.compile else None,
+            "optimizer_fusion": optimizer_fusion(args),
             "threads": torch.get_num_threads(),
             "device": _device_name(dist_info.device, dist_info.world_size),
         },

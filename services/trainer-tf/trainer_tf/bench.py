@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,6 +133,8 @@ def run_bench(args: argparse.Namespace) -> Path:
             "fit_images_per_second": round(fit_ips, 2),
             "bare_images_per_second": round(bare_ips, 2),
             "fit_over_bare": round(fit_ips / bare_ips, 4),
+            # The process's peak so far: a variant's own only when it is the first (or only) one run.
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }
         log.info(
             "%-10s fit %.1f img/s  bare train_step %.1f img/s  ratio %.3f",
