@@ -1,18 +1,68 @@
-"""`imgbench tune` against a real native server: the TF Serving stand-in on the digits model the
-session trained, a tiny budget and two batch sizes; the best is at least as good as the default, the
-results are a load result, and the best configuration is written as a ready batching file."""
+"""`imgbench tune` against real native servers: a synthetic slow model on TorchServe whose best batch
+size is known (tests/synthetic_slow_model.py), then the TF Serving stand-in, TorchServe and Triton on
+the digits model the session trained, each with a tiny budget; the best is at least as good as the
+default, the results are a load result, and the best configuration is written as ready files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
+from synthetic_slow_model import build_slow_model
 
 from imgbench.load_results import load_load_result
 from imgbench.paths import venv_bin
 from imgbench.tune.runner import TuneSettings, run_tune
 
 pytestmark = pytest.mark.integration
+
+
+def test_tune_finds_the_known_best_batch_size_of_a_slow_model(tmp_path: Path) -> None:
+    """TorchServe on a handler that sleeps 50 ms per batch plus 1 ms per image: with 32 users every
+    batch is full, so batch 16 (at most 242 images/s) beats the default batch 8 (at most 138), both
+    well inside the SLO; the hill-climb from the default must find it, and each probe's figures must
+    follow from the model's cost."""
+    for venv in ("torchserve", "loadgen"):
+        if not (venv_bin(venv) / "python").exists():
+            pytest.skip(f"the {venv} venv is missing; run `scripts/setup.sh {venv}`")
+    slow = build_slow_model(tmp_path / "slow", fixed_ms=50.0, per_image_ms=1.0)
+    users = 32
+    settings = TuneSettings(
+        server="torchserve",
+        model=slow.model,
+        model_repository=slow.repository,
+        run_dir=tmp_path / "tune",
+        slo_ms=1000.0,
+        budget_s=45.0,
+        strategy="hill-climb",
+        space={"batch_size": [8, 16]},
+        users=users,
+        seconds=3.0,
+        warmup_s=1.0,
+        dataset=slow.dataset,
+    )
+    path, result = run_tune(settings)
+    report = [(p.config, p.images_per_second, p.p99_ms, p.rejected) for p in result.probes]
+    assert slow.max_images_per_s(16) > slow.max_images_per_s(8)  # the known best, by construction
+    assert result.default is not None and result.default.config["batch_size"] == 8, report
+    assert result.best is not None and result.best.config["batch_size"] == 16, report
+    assert (result.best.images_per_second or 0) > (result.default.images_per_second or 0), report
+    # Only batches above 8 can deliver more than batch 8's ceiling: TorchServe really formed them.
+    assert (result.best.images_per_second or 0) > slow.max_images_per_s(8), report
+    document = load_load_result(path)
+    assert len(document.points) == len(result.probes) == 2
+    for point in document.points:
+        assert point.server.implementation == "TorchServe" and point.server_config is not None
+        batch = int(point.server_config["batch_size"])
+        assert point.incorrect == 0 and point.errors == 0, point
+        # No probe beats the sleep; closed loop, Little's law ties its mean latency to its throughput.
+        assert point.images_per_s <= slow.max_images_per_s(batch) * 1.05, (batch, point.images_per_s)
+        assert point.mean_ms is not None
+        assert point.images_per_s * point.mean_ms / 1000 == pytest.approx(users, rel=0.2), point
+        assert point.mean_ms >= users / slow.max_images_per_s(batch) * 1000 * 0.95, point
+    ready = yaml.safe_load(Path(document.tune.best_config_files[0]).read_text())  # type: ignore[union-attr]
+    assert ready["batchSize"] == 16 and ready["minWorkers"] == 1
 
 
 def test_tune_the_stand_in_with_a_tiny_budget(trained, tmp_path: Path) -> None:

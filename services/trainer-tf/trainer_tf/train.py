@@ -25,6 +25,10 @@ from trainer_tf.checkpoint import BACKUP_DIR, CONFIG_NAME, read_config, resume_e
 
 log = logging.getLogger(__name__)
 
+FUSED_SGD_REFUSAL = (
+    "--fused-sgd: Keras has no fused SGD (the seed's tf.keras.optimizers.SGD(use_xla=True) does not exist); "
+    "--jit-compile XLA-compiles the whole train step, the optimizer update included"
+)
 # Resuming with any of these changed would continue a different network or task.
 _MUST_MATCH_ON_RESUME = ("architecture", "image_size")
 # These may change on resume (a longer run, another copy of the data); the rest is logged if it differs.
@@ -65,6 +69,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             f"{args.model} needs --image-size ≥ {entry.min_image_size}, got {args.image_size}"
         )
     trainer_cli.check_recipe(args)
+    if getattr(args, "fused_sgd", False):
+        raise ImgbenchError(FUSED_SGD_REFUSAL)
     run_dir = Path(args.output_dir) if args.output_dir else default_run_dir(args.model)
     if not args.skip_data_check:  # first: every problem listed, before listing stops at the first
         data.check_readable(Path(args.data_path))
@@ -209,6 +215,13 @@ def train(args: argparse.Namespace) -> Path:
             "peak_lr": peak_lr,
             "precision": policy,
             "compile": "XLA (jit_compile)" if config["jit_compile"] else None,
+            # Keras has no fused optimizer (the seed's SGD(use_xla=True) does not exist); under XLA the
+            # update is compiled into the one jit_compile'd train step, which is as close as it gets.
+            "optimizer_fusion": (
+                "XLA: the SGD update compiled into the jit_compile train step (Keras has no fused SGD)"
+                if config["jit_compile"]
+                else "none: Keras per-variable SGD update ops in the train step's tf.function"
+            ),
             # What TensorFlow runs with: 0 means "its choice", one thread per usable core.
             "threads": tf.config.threading.get_intra_op_parallelism_threads() or usable_cores(),
             "device": config["device"],
