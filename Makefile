@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CORE := .venv/core/bin
 
-.PHONY: setup demo test test-core test-pt test-tf bench lint clean
+.PHONY: setup demo test test-core test-pt test-tf bench soak lint clean
 
 setup:
 	scripts/setup.sh
@@ -25,6 +25,10 @@ test-tf: setup
 
 bench: setup
 	$(CORE)/python -m imgbench.bench.suite
+
+# Not in CI: each server at 70% of its SLO capacity for 30 min (~1 h 50 min); SOAK_ARGS="--minutes 5".
+soak: setup
+	$(CORE)/python -m imgbench.bench.soak $(SOAK_ARGS)
 
 lint: setup
 	$(CORE)/ruff check .
