@@ -150,6 +150,16 @@ def _probability(text: str) -> float:
     return value
 
 
+def image_sizes(text: str) -> list[int]:
+    """``--dynamic-sizes``/``--sizes``: comma-separated pixel sizes (``imgbench.dynamic_shapes``)."""
+    from imgbench.dynamic_shapes import parse_sizes
+
+    try:
+        return parse_sizes(text)
+    except ImgbenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -396,6 +406,15 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         help="gate: least top-1 agreement of each quantized export with the framework on the val split "
         "(PyTorch: the INT8 ONNX model; TensorFlow: the dynamic-range and int8 TFLite models); "
         "0 records the figure without gating (default: %(default)s)",
+    )
+    group.add_argument(
+        "--dynamic-sizes",
+        type=image_sizes,
+        default=None,
+        metavar="SIZES",
+        help="also export with a dynamic height/width (onnx_dynamic, plus savedmodel_dynamic or "
+        "torchscript_dynamic), each gated at the training size and at every size listed, e.g. 32,48,64 "
+        "(default: %(default)s, no dynamic export)",
     )
     return group
 

@@ -58,6 +58,7 @@ from imgbench.triton_config import (
 from trainer_pt import checkpoint as ckpt
 from trainer_pt.compiled import check_run
 from trainer_pt.data import load_splits
+from trainer_pt.dynamic import dynamic_export_plan
 from trainer_pt.models import build_model, count_parameters
 from trainer_pt.quantize import quantize_int8
 
@@ -414,6 +415,21 @@ def export_run(args: argparse.Namespace) -> Manifest:
             sorted({b for b in (args.serve_batch_size // 2, args.serve_batch_size) if b >= 1})
         ),
     )
+    # --dynamic-sizes: onnx_dynamic and torchscript_dynamic, gated at every size (trainer_pt.dynamic).
+    dynamic_steps, dynamic_skipped, dynamic_dirs, write_dynamic_config = dynamic_export_plan(
+        args=args,
+        exportable=exportable,
+        reference_model=trained.model,
+        architecture=trained.architecture,
+        name=name,
+        version=version,
+        repo=repo,
+        data_path=data_path,
+        training_size=size,
+        val_resize=trained.config.get("val_resize_size"),
+        triton_spec=spec,
+    )
+    steps += dynamic_steps
     history = read_epochs(run_dir)
     info = read_dataset_info(data_path)
 
@@ -451,13 +467,17 @@ def export_run(args: argparse.Namespace) -> Manifest:
             labels=labels,
             steps=steps,
             manifest=manifest,
-            skipped={"tensorrt": tensorrt_record(repo, name, version)},
+            skipped={"tensorrt": tensorrt_record(repo, name, version), **dynamic_skipped},
             # CPU config.pbtxt and the GPU server's configs/gpu.pbtxt (imgbench.triton_config).
-            write_configs=lambda: _write_triton_configs(
-                repo, spec, None if args.skip_int8 else repo.edge_dir(name) / "model_int8.onnx", version
+            write_configs=lambda: (
+                write_dynamic_config()
+                or _write_triton_configs(
+                    repo, spec, None if args.skip_int8 else repo.edge_dir(name) / "model_int8.onnx", version
+                )
             ),
             version_dirs=[
                 repo.triton_version_dir(name, version),
+                *dynamic_dirs,
                 *([] if args.skip_int8 else [repo.triton_version_dir(int8_model, version)]),
             ],
         )

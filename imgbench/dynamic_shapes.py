@@ -1,0 +1,177 @@
+"""Dynamic input shapes: the facts both trainers, the servers and the report share.
+
+A dynamic export takes any height and width (ONNX dims ``height``/``width``, a SavedModel signature
+with ``None`` height and width, TorchScript traced once). It is an extra export record of the model's
+manifest (``onnx_dynamic``, ``savedmodel_dynamic``, ``torchscript_dynamic``), built only with the
+trainers' ``--dynamic-sizes`` flag, and served under its own name, ``<model>_dynamic``.
+
+``dynamic-bench`` (each trainer) measures it over a set of sizes and writes one
+``DynamicBenchResult`` per model (``RUN_DIR/dynamic/<model>.json``), which the report reads:
+
+    >>> parse_sizes("32,48,64")
+    [32, 48, 64]
+    >>> served_name("pt_resnet18")
+    'pt_resnet18_dynamic'
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from imgbench.atomic import atomic_write_text
+from imgbench.catalog import get_entry
+from imgbench.errors import ImgbenchError
+from imgbench.paths import ModelRepository
+from imgbench.triton_config import TritonModelSpec, render_config
+
+SUFFIX = "_dynamic"
+FORMATS = ("onnx_dynamic", "savedmodel_dynamic", "torchscript_dynamic")
+RESULTS_DIR = "dynamic"
+"""``RUN_DIR/dynamic/<model>.json``: where ``dynamic-bench`` writes and the report reads."""
+RESULTS_SCHEMA_VERSION = 1
+MAX_SIZE = 1024
+
+
+def served_name(model: str) -> str:
+    """The name a server serves the dynamic export of ``model`` under."""
+    return f"{model}{SUFFIX}"
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"32,48,64"`` -> ``[32, 48, 64]`` (sorted, unique); a bad entry is named."""
+    sizes: set[int] = set()
+    for part in (p.strip() for p in str(text).split(",")):
+        try:
+            size = int(part)
+        except ValueError:
+            raise ImgbenchError(f"sizes must be comma-separated integers, got {part!r} in {text!r}") from None
+        if not 1 <= size <= MAX_SIZE:
+            raise ImgbenchError(f"an image size must be within 1..{MAX_SIZE} px, got {size} in {text!r}")
+        sizes.add(size)
+    return sorted(sizes)
+
+
+def unsupported_reason(architecture: str) -> str | None:
+    """Why ``architecture`` cannot take a dynamic spatial size, or None when it can (global pooling)."""
+    if get_entry(architecture).family == "vit":
+        return (
+            "ViT's learned position embedding fixes the patch grid to the training size: "
+            "no dynamic height/width"
+        )
+    return None
+
+
+def check_sizes(architecture: str, sizes: list[int]) -> None:
+    """Every size at least the architecture's minimum; the error names the size."""
+    minimum = get_entry(architecture).min_image_size
+    small = [s for s in sizes if s < minimum]
+    if small:
+        raise ImgbenchError(
+            f"{architecture} needs images of at least {minimum} px, got --dynamic-sizes {small}"
+        )
+
+
+def gate_sizes(training_size: int, sizes: list[int]) -> list[int]:
+    """The sizes a dynamic export is gated at: the training size first, then every other listed size."""
+    return [training_size, *(s for s in sizes if s != training_size)]
+
+
+# -- the results file of dynamic-bench --------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SizeResult(_Strict):
+    """One runtime at one image size: the dynamic export against a fixed-shape export of that size."""
+
+    size: int = Field(gt=0)
+    runtime: str = Field(description="e.g. onnxruntime, torchscript, tf.saved_model.")
+    n: int = Field(ge=0, description="Evaluation images (resized to the size) behind the accuracies.")
+    accuracy_dynamic: float = Field(ge=0, le=1)
+    accuracy_fixed: float | None = Field(default=None, ge=0, le=1)
+    agreement_with_fixed: float | None = Field(default=None, ge=0, le=1)
+    latency_samples: int = Field(ge=0, description="Timed single-image runs per side (interleaved).")
+    latency_ms_dynamic: float = Field(ge=0, description="Median per image, batch 1.")
+    latency_ms_fixed: float | None = Field(default=None, ge=0)
+    threads: int = Field(ge=1)
+
+    @property
+    def overhead(self) -> float | None:
+        """Dynamic vs fixed median latency, e.g. 0.12 for 12% slower."""
+        if not self.latency_ms_fixed:
+            return None
+        return self.latency_ms_dynamic / self.latency_ms_fixed - 1.0
+
+
+class CompileCounts(_Strict):
+    """torch.compile over the size set, one image per size, in order: what Dynamo compiled."""
+
+    dynamic: bool | None = Field(description="torch.compile(dynamic=...): True, False or None (automatic).")
+    frames_compiled: int = Field(ge=0, description="Graphs Dynamo compiled (the first one included).")
+    recompiles: int = Field(ge=0, description="Compilations after the first one.")
+    compile_seconds: float = Field(ge=0, description="Wall time of the calls that compiled.")
+    first_call_seconds: list[float] = Field(description="Wall time of the first call at each size.")
+    recompile_reasons: list[str] = Field(
+        default_factory=list, description="The guard that failed at each recompile (torch._logging)."
+    )
+    accuracy_top1_match: float | None = Field(
+        default=None, ge=0, le=1, description="Top-1 agreement of the compiled model with eager at each size."
+    )
+    error: str | None = None
+
+
+class DynamicBenchResult(_Strict):
+    schema_version: Literal[1] = RESULTS_SCHEMA_VERSION
+    kind: Literal["dynamic_shapes"] = "dynamic_shapes"
+    model: str
+    framework: Literal["pytorch", "tensorflow"]
+    architecture: str
+    training_size: int = Field(gt=0)
+    sizes: list[int] = Field(min_length=1)
+    rows: list[SizeResult] = Field(default_factory=list)
+    compile: list[CompileCounts] = Field(default_factory=list)
+    skipped: str | None = Field(default=None, description="Why nothing was measured (e.g. ViT).")
+    environment: dict[str, str] = Field(default_factory=dict)
+    load_average: list[float] = Field(default_factory=list, description="/proc/loadavg at the start and end.")
+
+
+def results_path(run_dir: Path, model: str) -> Path:
+    return Path(run_dir) / RESULTS_DIR / f"{model}.json"
+
+
+def write_results(path: Path, result: DynamicBenchResult) -> Path:
+    validated = DynamicBenchResult.model_validate(result.model_dump())
+    atomic_write_text(Path(path), validated.model_dump_json(indent=2) + "\n")
+    return Path(path)
+
+
+def load_results(path: Path) -> DynamicBenchResult:
+    """Read one results file; ``ImgbenchError`` names the file and what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ImgbenchError(f"cannot read dynamic-shape results {path}: {exc}") from None
+    try:
+        return DynamicBenchResult.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise ImgbenchError(f"dynamic-shape results {path} are malformed: {problems}") from None
+
+
+# -- serving ------------------------------------------------------------------------------------------------
+def write_triton_config(repo: ModelRepository, spec: TritonModelSpec, served: str, layout: str) -> Path:
+    """``triton/<served>/config.pbtxt``: ``spec`` (the fixed model's) with height and width -1. CPU only:
+    the GPU variant's TensorRT profile needs concrete shapes, so no ``configs/gpu.pbtxt`` is written."""
+    channels = spec.input_dims[0] if layout == "NCHW" else spec.input_dims[-1]
+    dims = [channels, -1, -1] if layout == "NCHW" else [-1, -1, channels]
+    dynamic = replace(spec, name=served, input_dims=dims)
+    path = repo.triton_config(served)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, render_config(dynamic, "onnxruntime", "cpu"))
+    return path
