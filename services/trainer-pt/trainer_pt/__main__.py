@@ -81,6 +81,12 @@ def add_pt_export_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--skip-int8", action="store_true", help="do not build the INT8 ONNX model (default: build it)"
     )
+    group.add_argument(
+        "--tflite",
+        action="store_true",
+        help="also export TFLite fp32 and int8 through litert-torch, gated on the val split, with the "
+        "interpreter's peak memory (edge/<model>/; adds ~30 s on 2 cores) (default: off)",
+    )
 
 
 def add_dynamic_bench_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,6 +47,7 @@ from imgbench.manifest import (
 )
 from imgbench.onnx_gpu import cuda_provider_details
 from imgbench.paths import ModelRepository, model_name, served_variant
+from imgbench.trainer_cli import usable_cores
 from imgbench.training_log import read_epochs, training_repeats
 from imgbench.triton_config import (
     TritonModelSpec,
@@ -60,6 +61,7 @@ from trainer_pt.compiled import check_run
 from trainer_pt.data import load_splits
 from trainer_pt.dynamic import dynamic_export_plan
 from trainer_pt.models import build_model, count_parameters
+from trainer_pt.edge import tflite_export_steps
 from trainer_pt.quantize import quantize_int8
 
 log = logging.getLogger(__name__)
@@ -430,6 +432,21 @@ def export_run(args: argparse.Namespace) -> Manifest:
         triton_spec=spec,
     )
     steps += dynamic_steps
+    if getattr(args, "tflite", False):
+        # --tflite: PyTorch → TFLite fp32 and int8 (litert-torch, trainer_pt.edge), gated like the rest.
+        steps += tflite_export_steps(
+            exportable=exportable,
+            name=name,
+            repo=repo,
+            loader=loader,
+            data_path=data_path,
+            image_size=size,
+            calibration_count=args.calibration_images,
+            min_agreement=args.min_agreement,
+            max_abs_diff=args.max_abs_diff,
+            quantized_min_agreement=args.quantized_min_agreement,
+            threads=usable_cores(),  # trainer-tf's TFLite threads: the two frameworks side by side
+        )
     history = read_epochs(run_dir)
     info = read_dataset_info(data_path)
 
