@@ -76,7 +76,10 @@ def train_digits(workdir: Path) -> Trained:
     trainers = {
         "pt": [
             str(venv_bin("pt") / "python"), "-m", "trainer_pt", "train", "--data-path", str(dataset),
-            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "-j", "0", "--skip-int8",
+            "--image-size", str(IMAGE_SIZE), "--epochs", "1", "-j", "0",
+            # INT8 served as pt_<arch>_int8 (a few seconds at 32 px); a 1-epoch model's INT8 agreement
+            # is noise, so recorded ungated here (trainer-pt's own tests gate it).
+            "--calibration-images", "64", "--quantized-min-agreement", "0",
             "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
         ],
         "tf": [

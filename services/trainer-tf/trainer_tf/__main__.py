@@ -36,6 +36,15 @@ def _add_tf_export_flags(group: argparse._ArgumentGroup) -> None:
     )
 
 
+def add_jit_compile_argument(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="XLA; ~5× slower on CPU here, so off. The XLA-compiled model is then checked against Keras "
+        "without XLA on the val split under the export gate (default: off)",
+    )
+
+
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer_tf", description=__doc__.split("\n")[0], add_help=add_help
@@ -48,8 +57,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     export_group = trainer_cli.add_train_arguments(train, "runs/tf_<model>/<UTC time>")
     _add_tf_export_flags(export_group)
     group = train.add_argument_group("speed (TensorFlow)")
+    add_jit_compile_argument(group)
     group.add_argument(
-        "--jit-compile", action="store_true", help="XLA; ~5× slower on CPU here, so off (default: off)"
+        "--fused-sgd",
+        action="store_true",
+        help="refused: Keras has no fused SGD (the seed's SGD(use_xla=True) does not exist); "
+        "--jit-compile compiles the update into the XLA train step",
     )
     group.add_argument(
         "--mixed-precision",
@@ -67,7 +80,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
 
     export = commands.add_parser("export", help="export a finished run's best model and validate it")
-    _add_tf_export_flags(trainer_cli.add_export_command_arguments(export))
+    export_group = trainer_cli.add_export_command_arguments(export)
+    _add_tf_export_flags(export_group)
+    add_jit_compile_argument(export_group)  # export --jit-compile: the XLA-vs-Keras check only
 
     bench = commands.add_parser("bench", help="training throughput: model.fit vs a bare train_step")
     bench.add_argument(
@@ -128,6 +143,10 @@ def main(args: argparse.Namespace) -> int:
             from trainer_tf.export import export_run
 
             export_run(run_dirs[runs[0].seed], runs[0])
+        elif args.jit_compile:  # otherwise the export runs the check, before it publishes anything
+            from trainer_tf.export import check_xla
+
+            check_xla(run_dirs[runs[0].seed], args, stage="train")
     elif args.command == "export":
         from trainer_tf.export import export_run
 

@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from imgbench.compiled_check import read_check
 from imgbench.data.imagefolder import read_dataset_info
 from imgbench.errors import ImgbenchError
 from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
 from imgbench.manifest import (
+    CompiledCheck,
     DatasetRef,
     ExportRecord,
     InputSpec,
@@ -173,6 +175,38 @@ def tflite_logits(model_content: bytes, images: np.ndarray, threads: int) -> tup
 
 
 # -- the whole export ---------------------------------------------------------------------------------
+def check_xla(
+    run_dir: Path, args: argparse.Namespace, stage: str, model=None, images=None, labels=None
+) -> CompiledCheck:
+    """``--jit-compile``: the best weights under XLA vs Keras without XLA on the val split, judged by the
+    export gate, recorded in the run folder; raises ``CompiledGateError`` (nothing published) on failure."""
+    from trainer_tf.compiled import check_run
+
+    if model is None:
+        config = read_config(run_dir)
+        _, val_split = data.list_dataset(Path(getattr(args, "data_path", None) or config["data"]))
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        from trainer_tf.models import build_model
+
+        keras.mixed_precision.set_global_policy("float32")
+        model = build_model(config["architecture"], len(config["class_names"]), config["image_size"])
+        model.load_weights(Path(run_dir) / BEST_WEIGHTS)
+        images, labels = data.eval_arrays(val_split, config["image_size"], config["val_resize_size"])
+    return check_run(
+        Path(run_dir),
+        model,
+        images,
+        labels,
+        args.min_agreement,
+        args.max_abs_diff,
+        stage,
+        batch_size=EVAL_BATCH,
+        limit=getattr(args, "compile_check_images", None),
+    )
+
+
 def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
     """Export the best weights of ``run_dir`` through the shared pipeline (``imgbench.export_pipeline``:
     stage, gate, publish, manifest last); returns the manifest it wrote."""
@@ -211,6 +245,13 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
         best["epoch"],
         100 * float((reference.argmax(axis=1) == labels).mean()),
         len(labels),
+    )
+    # --jit-compile: XLA must pass the gate before anything is published; without it, the check a
+    # training run recorded (if any) goes into the manifest as it is.
+    compiled = (
+        check_xla(run_dir, args, _stage(args), model, images, labels)
+        if getattr(args, "jit_compile", False)
+        else read_check(run_dir)
     )
     version = args.version or repo.next_version(model_name)
     threads = usable_cores()
@@ -316,6 +357,7 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
         result.framework_version = tf.__version__
         result.environment = environment()
         result.training.repeats = training_repeats(run_dir)  # --repeats N: every seed's figures
+        result.training.compiled_check = compiled
         return result
 
     return run_export(
@@ -335,6 +377,11 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
             ],
         )
     )
+
+
+def _stage(args: argparse.Namespace) -> str:
+    # train exports at its end: a check there is the training run's.
+    return "train" if getattr(args, "command", None) == "train" else "export"
 
 
 def _manifest(config, best, history, model_name, version, data_root, records, parameters) -> Manifest:
