@@ -349,11 +349,24 @@ def demo(
         ),
     ] = 1,
     free_ports: Annotated[bool, typer.Option(help="Free ports instead of the standard ones.")] = False,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="Run a scenario of the seed article instead (imgbench.scenarios: case-study); its own "
+            "data, model and load settings (default: none, the digits demo)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="With --scenario: validate and print its plan, run nothing.")
+    ] = False,
 ) -> None:
     """The whole pipeline natively: dataset, both trainers, three servers, load, report, stop."""
     from imgbench.demo import DemoSettings, default_run_dir, print_summary, run_demo
     from imgbench.stack.ports import free_port_map
 
+    if scenario is not None or dry_run:
+        _demo_scenario(scenario, run_dir, dry_run, free_ports)
+        return
     settings = DemoSettings(
         run_dir=run_dir or default_run_dir(),
         architecture=architecture,
@@ -365,6 +378,27 @@ def demo(
     )
     report_path = run_demo(settings)
     print_summary(settings.run_dir)
+    console.print(f"report: {report_path}")
+
+
+def _demo_scenario(name: str | None, run_dir: Path | None, dry_run: bool, free_ports: bool) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from imgbench.scenarios import plan_scenario
+
+    if name is None:
+        raise ImgbenchError("--dry-run validates a scenario's plan: add --scenario NAME (e.g. case-study)")
+    plan = plan_scenario(name, run_dir or Path("runs") / f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+    if dry_run:
+        console.print_json(json.dumps(plan.describe()))
+        return
+    from imgbench.report.case_study import print_case_study
+    from imgbench.scenario_run import run_scenario
+    from imgbench.stack.ports import free_port_map
+
+    report_path = run_scenario(plan, free_port_map() if free_ports else None)
+    print_case_study(plan.run_dir)
     console.print(f"report: {report_path}")
 
 

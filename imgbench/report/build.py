@@ -8,11 +8,13 @@ from pathlib import Path
 from imgbench.atomic import atomic_write_text
 from imgbench.report import plots
 from imgbench.report.article import article_section
+from imgbench.report.case_study import case_study_section
 from imgbench.report.claims import claims_section
 from imgbench.report.cost import cost_section, load_prices
 from imgbench.report.environment import environment_section
 from imgbench.report.exports import exports_section
 from imgbench.report.inputs import ReportInputs, read_inputs
+from imgbench.report.int8 import int8_section
 from imgbench.report.serving import serving_section
 from imgbench.report.summary import summary_section
 from imgbench.report.training import training_section
@@ -34,6 +36,8 @@ def render(inputs: ReportInputs, prices_path: Path | None, figures: list[Path], 
         training_section(inputs),
         exports_section(inputs),
         serving_section(inputs),
+        int8_section(inputs),
+        case_study_section(inputs),
         tuning_section(inputs),
         cost_section(inputs, load_prices(prices_path)),
         environment_section(inputs),
