@@ -1,6 +1,7 @@
 """docker-compose.yml, statically: it validates with docker-compose (no engine needed), uses the
 ports of imgbench/ports.py, pins images, health-checks long-running services, orders one-shot jobs
-before the servers, keeps GPUs to the `gpu` profile, and every image it builds runs the same entry
+before the servers, keeps GPUs to the `gpu` profile, runs every service as a non-root user on a
+read-only root filesystem (offline stand-ins too), and every image it builds runs the same entry
 point as the native stack."""
 
 from __future__ import annotations
@@ -186,6 +187,67 @@ def test_every_service_runs_as_a_non_root_user(compose: dict) -> None:
             continue
         expected = SERVICE_UIDS.get(name, PROJECT_UID)
         assert uid == expected, f"{name}: runs as uid {uid}, expected the non-root {expected}"
+
+
+# Besides its volumes, each service writes only to these tmpfs folders; the rest of its root
+# filesystem is read-only (docker-compose.yml says, per service, what each image writes where).
+PROJECT_TMPFS = {"/tmp"}  # the project's one-shot jobs and the loadgen: HOME and every library's scratch
+SERVICE_TMPFS = {
+    "volumes-init": set(),
+    "torchserve": {"/tmp", "/home/model-server/tmp"},  # TEMP: pid file, unpacked .mar, netty's library
+    "tfserving": {"/tmp"},
+    "triton": {"/tmp"},
+    "triton-gpu": {"/tmp"},
+    "prometheus": set(),  # the TSDB is its volume
+    "pushgateway": set(),  # in memory
+    "grafana": {"/tmp"},
+}
+# Services that cannot run with a read-only root filesystem, each with why: none today.
+WRITABLE_ROOT: dict[str, str] = {}
+
+
+def _tmpfs(service: dict) -> set[str]:
+    entries = service.get("tmpfs", [])
+    return {entry.split(":")[0] for entry in ([entries] if isinstance(entries, str) else entries)}
+
+
+def test_every_service_has_a_read_only_root_filesystem(compose: dict) -> None:
+    for name, service in _services(compose).items():
+        if name in WRITABLE_ROOT:
+            assert not service.get("read_only"), f"{name}: read-only after all? drop it from WRITABLE_ROOT"
+            continue
+        assert service.get("read_only") is True, f"{name}: set read_only: true (or say why in WRITABLE_ROOT)"
+        assert _tmpfs(service) == SERVICE_TMPFS.get(name, PROJECT_TMPFS), name
+
+
+def _dockerfile_env(dockerfile: Path, name: str) -> str:
+    match = re.search(rf"\b{name}=(\S+)", (ROOT / dockerfile).read_text(encoding="utf-8"))
+    assert match, f"{dockerfile}: no {name}="
+    return match.group(1)
+
+
+def test_torchserve_temp_folder_is_a_tmpfs(compose: dict) -> None:
+    torchserve = _services(compose)["torchserve"]
+    assert _dockerfile_env(torchserve["build"]["dockerfile"], "TEMP") in _tmpfs(torchserve)
+
+
+def test_the_offline_stand_ins_keep_the_users_and_the_read_only_root(compose: dict) -> None:
+    """The stand-ins of deploy/compose/offline.yml, merged as compose merges them: same users, read-only,
+    every tmpfs of the official service kept, plus the Triton stand-in's launcher workdir."""
+    docker_compose = tool("docker-compose", "run scripts/setup.sh (Debian package 'docker-compose')")
+    offline = ROOT / "deploy" / "compose" / "offline.yml"
+    result = run([docker_compose, "-f", str(COMPOSE_FILE), "-f", str(offline), "config"])
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)["services"]
+    for name, service in _services(compose).items():
+        if name not in merged or name in WRITABLE_ROOT:
+            continue
+        assert merged[name].get("read_only") is True, f"{name}: offline.yml lost read_only"
+        assert str(merged[name].get("user")) == str(service["user"]), name
+        assert _tmpfs(service) <= _tmpfs(merged[name]), f"{name}: offline.yml lost a tmpfs"
+    entry = _dockerfile_entry(ROOT / "services/serving/triton/Dockerfile")
+    (workdir,) = [arg.split("=", 1)[1] for arg in entry if arg.startswith("--workdir=")]
+    assert workdir in _tmpfs(merged["triton"]), "the Triton stand-in writes its --workdir"
 
 
 def test_the_loadgen_master_asks_for_every_interface_inside_the_network(

@@ -118,9 +118,11 @@ def test_the_offline_override_names_each_stand_in() -> None:
             assert "STAND-IN" in block[: block.index("image:")], (
                 f"{name}: say STAND-IN where {image} replaces it"
             )
-    # Only images and how they start change: the servers' ports, volumes and dependencies are the user's.
+    # Only images and how they start change (a stand-in's own scratch tmpfs included): the servers'
+    # ports, volumes and dependencies are the user's.
     for name, service in overridden.items():
-        assert set(service) <= {"image", "pull_policy", "build", "entrypoint", "command", "profiles"}, name
+        allowed = {"image", "pull_policy", "build", "entrypoint", "command", "profiles", "tmpfs"}
+        assert set(service) <= allowed, name
 
 
 @pytest.mark.parametrize("files", [[COMPOSE_FILE], [COMPOSE_FILE, OFFLINE_FILE]], ids=["user", "offline"])
