@@ -154,8 +154,9 @@ def _measure_here(path: Path, threads: int, invocations: int) -> EdgeMemory:
         for index in outputs:
             interpreter.get_tensor(index)
         latencies.append(time.perf_counter() - start)
-    peak = (_status_bytes("VmHWM") if vmhwm else _ru_maxrss_bytes()) or 0
-    steady = _status_bytes("VmRSS") or peak
+    # RSS first: the high-water mark read after it covers it (reading /proc allocates a little).
+    steady = _status_bytes("VmRSS") or 0
+    peak = max((_status_bytes("VmHWM") if vmhwm else _ru_maxrss_bytes()) or 0, steady)
     return EdgeMemory(
         model_bytes=path.stat().st_size,
         baseline_rss_bytes=baseline,

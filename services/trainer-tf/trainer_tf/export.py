@@ -25,6 +25,7 @@ import numpy as np
 
 from imgbench.compiled_check import read_check
 from imgbench.data.imagefolder import read_dataset_info
+from imgbench.edge_memory import measure_tflite_memory
 from imgbench.errors import ImgbenchError
 from imgbench.export_pipeline import Evaluation, ExportJob, ExportStep, run_export
 from imgbench.manifest import (
@@ -283,7 +284,9 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
 
     def evaluate_tflite(path: Path) -> Evaluation:
         logits, latency = tflite_logits(path.read_bytes(), images, threads)
-        return Evaluation(logits, latency_ms=latency)
+        # The interpreter's peak memory, in a fresh process per model (imgbench.edge_memory).
+        memory = measure_tflite_memory(path, threads=threads)
+        return Evaluation(logits, latency_ms=latency, details={"memory": memory.as_details()})
 
     steps = [
         ExportStep(
@@ -337,6 +340,7 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
                     min_agreement=args.min_agreement if variant == "fp32" else args.quantized_min_agreement,
                     max_abs_diff=args.max_abs_diff if variant == "fp32" else None,
                     details={
+                        "converter": "tf.lite.TFLiteConverter (from the SavedModel)",
                         "interpreter": "ai_edge_litert",
                         "threads": threads,
                         "batch": 1,
