@@ -158,7 +158,8 @@ def stage_train_pt(settings: DemoSettings) -> None:
             "--model", settings.architecture, "--image-size", str(settings.image_size),
             "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
             "-j", "0", *SHARED_RECIPE, "--repeats", str(settings.repeats),
-            *([] if settings.edge_exports else ["--skip-int8"]),
+            # Edge exports: INT8 ONNX (default) and TFLite fp32/int8 (--tflite, litert-torch).
+            *(["--tflite"] if settings.edge_exports else ["--skip-int8"]),
             "--output-dir", str(settings.run_dir / "train" / "pt"),
             "--model-repository", str(settings.model_repository),
         ],
