@@ -108,6 +108,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     # output
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="(default: %(default)s)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan as JSON and exit")
+    parser.add_argument(
+        "--render", type=Path, default=None, help="print a results file as Markdown tables and exit"
+    )
     return parser
 
 
@@ -323,7 +326,7 @@ def soak(case: Case, plan: Plan, args: argparse.Namespace, rate: float) -> dict[
         "memory_growth": asdict(memory_growth(measured, samples)),
         "processes": {str(pid): name for pid, name in sampler.names.items()},
         "server_identity": result.points[0].server.label if result.points else None,
-        "client_bound_windows": [p.point for p in result.points if p.client_bound],
+        "client_bound_windows": [i for i, p in enumerate(result.points) if p.client_bound],
         "failures": result.failures,
         "load_avg_start": load_avg_start,
         "load_avg_end": load_avg_end,
@@ -395,6 +398,11 @@ def _stop_children() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.render is not None:
+        from imgbench.bench.soak_report import markdown
+
+        print(markdown(json.loads(args.render.read_text(encoding="utf-8"))), end="")
+        return 0
     plan = make_plan(args)
     if args.dry_run:
         shown = args.rate if args.rate is not None else 1.0

@@ -197,3 +197,28 @@ def test_sampler_reads_a_process_tree() -> None:
     (first, *_) = sampler.relative_to(0.0)
     assert any(name.startswith(f"{os.getpid()} ") for name in first.rss_bytes)
     assert first.total_bytes > 10 * MIB and first.t_s > 0
+
+
+def test_markdown_tables_from_a_results_record() -> None:
+    from dataclasses import asdict
+
+    from imgbench.bench.soak_report import markdown
+
+    samples = [sample(-1.0, **{"1 java": 500}), sample(10.0, **{"1 java": 600, "2 python worker": 100})]
+    samples.append(sample(130.0, **{"1 java": 700, "2 python worker": 100, "3 python worker": 90}))
+    measured = windows(
+        [point(10.0), point(20.0, n=500), point(15.0)], BOUNDS, {"61": {"CANCELLED": 2}}, samples
+    )
+    entry = {
+        "status": "ok", "label": "TorchServe", "model": "pt_x", "capacity_rps": 50.0, "rate": 35.0,
+        "minutes": 3.0, "window_s": 60.0, "windows": [asdict(w) for w in measured],
+        "p99_drift": asdict(p99_drift(measured)), "memory_growth": asdict(memory_growth(measured, samples)),
+    }  # fmt: skip
+    failed = {"status": "failed", "label": "Triton", "model": "pt_x", "reason": "no rate met p99"}
+    text = markdown({"servers": {"torchserve": entry, "triton": failed}})
+    assert "| torchserve (TorchServe) | pt_x | 50.0 | 35.0 | 3 (3 × 60) | 10.00 → 15.00 (×1.5) |" in text
+    assert "| +10.00 (0→1) | CANCELLED 2 | 500 / 700 / 890 (+190 MiB, +27.1%) |" in text
+    # † marks a p99 from under 1,000 requests; a window without samples has no memory or load figure.
+    assert "| 1 | 1.0–2.0 | 500 | 6.67 | 20.00 † | 100.0 | CANCELLED 2 | – (0 processes) | – / – |" in text
+    assert "failed: no rate met p99" in text
+    assert "java 700; python worker 100 + 90." in text
