@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CORE := .venv/core/bin
 
-.PHONY: setup demo test test-core test-pt test-tf bench soak lint clean
+.PHONY: setup demo case-study test test-core test-pt test-tf bench soak lint clean
 
 setup:
 	scripts/setup.sh
@@ -29,6 +29,10 @@ bench: setup
 # Not in CI: each server at 70% of its SLO capacity for 30 min (~1 h 50 min); SOAK_ARGS="--minutes 5".
 soak: setup
 	$(CORE)/python -m imgbench.bench.soak $(SOAK_ARGS)
+
+# Not in CI: the article's case study (ResNet-50, 512 px, fp32 vs INT8 on Triton), ~20 min here.
+case-study: setup
+	$(CORE)/imgbench demo --scenario case-study $(CASE_STUDY_ARGS)
 
 lint: setup
 	$(CORE)/ruff check .
