@@ -37,6 +37,21 @@ from imgbench.triton_config import INTRA_OP_KEY
 Config = dict[str, ConfigValue]
 
 MAX_ENQUEUED_BATCHES = 100
+# The ready files of each server, relative to the ready-config folder (``{model}``: the tuned model).
+# One list: `write_ready_configs` writes exactly these, deploy/compose/tuned.yml and
+# deploy/k8s/components/tuned-config mount exactly these (tests/deploy/test_tuned_config.py).
+READY_FILES: dict[str, tuple[str, ...]] = {
+    "triton": ("triton/{model}/config.pbtxt",),
+    "tfserving": ("tfserving/batching_parameters.txt", "tfserving/flags.txt"),
+    "torchserve": ("torchserve/{model}.model-config.yaml", "torchserve/environment.env"),
+}
+
+
+def ready_files(server: str, model: str) -> list[str]:
+    """The relative paths of ``server``'s ready files for ``model``."""
+    if server not in READY_FILES:
+        raise ImgbenchError(f"no ready config for server {server!r}; known: {', '.join(READY_FILES)}")
+    return [name.format(model=model) for name in READY_FILES[server]]
 
 
 def _int(config: Mapping[str, ConfigValue], name: str) -> int:
@@ -184,19 +199,14 @@ def write_ready_configs(
     if server == "triton":
         if not triton_source:
             raise ImgbenchError("writing a Triton config needs the model's current config.pbtxt")
-        files = {out_dir / "triton" / model / "config.pbtxt": triton_config(triton_source, config)}
+        texts = [triton_config(triton_source, config)]
     elif server == "tfserving":
-        files = {
-            out_dir / "tfserving" / "batching_parameters.txt": tfserving_batching(config),
-            out_dir / "tfserving" / "flags.txt": "\n".join(tfserving_flags(config)) + "\n",
-        }
+        texts = [tfserving_batching(config), "\n".join(tfserving_flags(config)) + "\n"]
     elif server == "torchserve":
-        files = {
-            out_dir / "torchserve" / f"{model}.model-config.yaml": torchserve_model_config(config),
-            out_dir / "torchserve" / "environment.env": _env_text(torchserve_environment(config)),
-        }
+        texts = [torchserve_model_config(config), _env_text(torchserve_environment(config))]
     else:
         raise ImgbenchError(f"no ready config for server {server!r}")
+    files = {out_dir / name: text for name, text in zip(ready_files(server, model), texts, strict=True)}
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text)

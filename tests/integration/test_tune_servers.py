@@ -5,6 +5,8 @@ default, the results are a load result, and the best configuration is written as
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,12 @@ from synthetic_slow_model import build_slow_model
 
 from imgbench.load_results import load_load_result
 from imgbench.paths import venv_bin
+from imgbench.ports import LOOPBACK
+from imgbench.stack.ports import free_port_map
+from imgbench.stack.runner import Stack
+from imgbench.tune.configs import write_ready_configs
 from imgbench.tune.runner import TuneSettings, run_tune
+from imgbench.tune.torchserve_api import describe_torchserve, differences
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +170,35 @@ def test_tune_triton_through_its_model_config(trained, tmp_path: Path) -> None:
     assert all(point.server_timings is not None for point in document.points)  # the statistics API
     config = Path(document.tune.best_config_files[0]).read_text()  # type: ignore[union-attr]
     assert f"max_batch_size: {result.best.config['max_batch_size']}" in config
+
+
+def test_apply_puts_a_running_torchserve_on_the_ready_config(tmp_path: Path) -> None:
+    """What compose's torchserve-tuned service and the Kubernetes sidecar run (imgbench.tune.apply):
+    a TorchServe serving the archive's settings (batch 1) is registered again with the ready ones."""
+    if not (venv_bin("torchserve") / "python").exists():
+        pytest.skip("the torchserve venv is missing; run `scripts/setup.sh torchserve`")
+    slow = build_slow_model(tmp_path / "slow")
+    best = tmp_path / "best"
+    config = {"batch_size": 16, "max_batch_delay_ms": 20, "workers": 2, "torch_threads": 1}
+    write_ready_configs("torchserve", slow.model, config, best)
+    ports = free_port_map()
+    stack = Stack(tmp_path / "stack", ports=ports, model_repository=slow.repository)
+    management = f"http://{LOOPBACK}:{ports['torchserve']['management']}"
+    try:
+        stack.up(["torchserve"])
+        assert differences(describe_torchserve(management, slow.model), config)  # the archive's batch 1
+        done = subprocess.run(
+            [sys.executable, "-m", "imgbench.tune.apply", "--server-config", str(best),
+             "--management-url", management, "--wait-s", "60"],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert differences(describe_torchserve(management, slow.model), config) == {}
+        again = subprocess.run(
+            [sys.executable, "-m", "imgbench.tune.apply", "--server-config", str(best),
+             "--management-url", management],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout
+    finally:
+        stack.down()
