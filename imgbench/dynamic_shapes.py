@@ -17,10 +17,13 @@ trainers' ``--dynamic-sizes`` flag, and served under its own name, ``<model>_dyn
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from imgbench.atomic import atomic_write_text
@@ -79,6 +82,19 @@ def check_sizes(architecture: str, sizes: list[int]) -> None:
 def gate_sizes(training_size: int, sizes: list[int]) -> list[int]:
     """The sizes a dynamic export is gated at: the training size first, then every other listed size."""
     return [training_size, *(s for s in sizes if s != training_size)]
+
+
+def scaled_tolerance(
+    max_abs_diff: float | None, reference: np.ndarray, at_training_size: np.ndarray
+) -> float | None:
+    """The |Δlogit| tolerance at another size: the gate's, scaled by how much larger the framework's own
+    logits are there than at the training size. A model shown a scale it never saw can answer with far
+    larger logits (MobileNetV3 trained at 32 px: ×12 at 48 px), and float32 rounding grows with them: a
+    fixed-shape export of that size differs from the framework by as much as the dynamic one does."""
+    if max_abs_diff is None:
+        return None
+    base = float(np.abs(at_training_size).max()) or 1.0
+    return max_abs_diff * max(1.0, float(np.abs(reference).max()) / base)
 
 
 # -- the results file of dynamic-bench --------------------------------------------------------------------
@@ -162,6 +178,30 @@ def load_results(path: Path) -> DynamicBenchResult:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
         raise ImgbenchError(f"dynamic-shape results {path} are malformed: {problems}") from None
+
+
+# -- measuring ---------------------------------------------------------------------------------------------
+def interleaved_latency(
+    runners: dict[str, Callable[[np.ndarray], object]], images: np.ndarray, runs: int, warmup: int = 5
+) -> dict[str, float]:
+    """Median ms per single image of each runner, the runners alternating image by image, so a change
+    of machine load hits every side alike."""
+    times: dict[str, list[float]] = {key: [] for key in runners}
+    for index in range(warmup + runs):
+        row = images[index % len(images)][None]
+        for key, run in runners.items():
+            start = time.perf_counter()
+            run(row)
+            if index >= warmup:
+                times[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: float(np.median(values)) for key, values in times.items()}
+
+
+def load_average() -> list[float]:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
 
 
 # -- serving ------------------------------------------------------------------------------------------------

@@ -419,6 +419,60 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     return group
 
 
+def add_dynamic_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """``dynamic-bench`` of both trainers: a trained run, its repository with the dynamic exports, the
+    sizes, and how to time them (``imgbench.dynamic_shapes``)."""
+    parser.add_argument(
+        "--run-dir",
+        "--output-dir",
+        dest="run_dir",
+        type=Path,
+        required=True,
+        help="run folder written by 'train'",
+    )
+    parser.add_argument(
+        "--model-repository",
+        type=Path,
+        default=Path("model-repository"),
+        help="holds the dynamic exports (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--data-path",
+        "--data",
+        dest="data_path",
+        type=Path,
+        default=None,
+        help="dataset (default: the run's)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=image_sizes,
+        required=True,
+        help="image sizes to measure, e.g. 32,48,64 (the training size is always added)",
+    )
+    parser.add_argument(
+        "--latency-runs",
+        type=int,
+        default=100,
+        help="timed single-image runs per side and size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=0, help="evaluation images per size, 0 for all (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads of every runtime (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--opset", type=int, default=18, help="ONNX opset of the fixed-shape exports (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder (default: the model repository's parent/dynamic)",
+    )
+
+
 def add_train_arguments(parser: argparse.ArgumentParser, default_output_dir: str) -> argparse._ArgumentGroup:
     """Every shared flag of ``train``; returns the export group for the trainer's own export flags."""
     add_data_arguments(parser)

@@ -89,63 +89,15 @@ def add_pt_export_arguments(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def add_dynamic_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """``dynamic-bench``: a trained run, its repository with the dynamic exports, the sizes."""
-    parser.add_argument(
-        "--run-dir",
-        "--output-dir",
-        dest="run_dir",
-        type=Path,
-        required=True,
-        help="run folder written by 'train'",
-    )
-    parser.add_argument(
-        "--model-repository",
-        type=Path,
-        default=Path("model-repository"),
-        help="holds the dynamic exports (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--data-path",
-        "--data",
-        dest="data_path",
-        type=Path,
-        default=None,
-        help="dataset (default: the run's)",
-    )
-    parser.add_argument(
-        "--sizes",
-        type=trainer_cli.image_sizes,
-        required=True,
-        help="image sizes to measure, e.g. 32,48,64 (the training size is always added)",
-    )
-    parser.add_argument(
-        "--latency-runs",
-        type=int,
-        default=100,
-        help="timed single-image runs per side and size (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--limit", type=int, default=0, help="evaluation images per size, 0 for all (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="intra-op threads of every runtime (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--opset", type=int, default=18, help="ONNX opset of the fixed-shape exports (default: %(default)s)"
-    )
+def add_pt_dynamic_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """``dynamic-bench``: the shared flags, then what torch.compile counts run with."""
+    trainer_cli.add_dynamic_bench_arguments(parser)
     parser.add_argument(
         "--compile-backend",
         default="inductor",
         choices=("inductor", "aot_eager", "eager", "none"),
         help="torch.compile backend for the compile counts; 'eager' counts Dynamo's graphs without "
         "generating code, 'none' skips them (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results folder (default: the model repository's parent/dynamic)",
     )
 
 
@@ -199,7 +151,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     dynamic = commands.add_parser(
         "dynamic-bench", help="dynamic-shape exports over a set of sizes: accuracy, latency, recompiles"
     )
-    add_dynamic_bench_arguments(dynamic)
+    add_pt_dynamic_bench_arguments(dynamic)
     dynamic.set_defaults(func=run_dynamic_bench)
     return parser
 

@@ -168,9 +168,11 @@ def gated_evaluation(
     max_abs_diff: float | None,
 ) -> Evaluation:
     """The export's logits at the first size (the pipeline gates them against its reference) and the
-    gate enforced here at every other size, against eager PyTorch at that size."""
+    gate enforced here at every other size, against eager PyTorch at that size (the |Δlogit| tolerance
+    scaled with the logits there, ``imgbench.dynamic_shapes.scaled_tolerance``)."""
     per_size: dict[str, dict[str, float | int | None]] = {}
     first_logits: np.ndarray | None = None
+    first_reference = np.zeros(1)
     for size in sizes:
         images, labels, reference = sized.at(size)
         logits = batched(run, images)
@@ -183,9 +185,11 @@ def gated_evaluation(
             "framework_accuracy": float((reference.argmax(axis=1) == labels).mean()),
         }
         if first_logits is None:
-            first_logits = logits
+            first_logits, first_reference = logits, reference
         else:
-            enforce_gate(f"{label} at {size} px", agreement, min_agreement, max_abs_diff)
+            tolerance = ds.scaled_tolerance(max_abs_diff, reference, first_reference)
+            per_size[str(size)]["max_abs_diff_tolerance"] = tolerance
+            enforce_gate(f"{label} at {size} px", agreement, min_agreement, tolerance)
             log.info(
                 "%s at %d px vs PyTorch: agreement %.2f%%, max |Δlogit| %.3g, accuracy %.2f%%",
                 label,
@@ -301,22 +305,6 @@ def _nothing() -> None:
 
 
 # -- dynamic-bench ------------------------------------------------------------------------------------------
-def interleaved_latency(
-    runners: dict[str, Callable[[np.ndarray], np.ndarray]], images: np.ndarray, runs: int, warmup: int = 5
-) -> dict[str, float]:
-    """Median ms per single image of each runner, the runners alternating image by image, so a change
-    of machine load hits every side alike."""
-    times: dict[str, list[float]] = {key: [] for key in runners}
-    for index in range(warmup + runs):
-        row = images[index % len(images)][None]
-        for key, run in runners.items():
-            start = time.perf_counter()
-            run(row)
-            if index >= warmup:
-                times[key].append((time.perf_counter() - start) * 1000.0)
-    return {key: float(np.median(values)) for key, values in times.items()}
-
-
 def compile_counts(
     model: nn.Module,
     sizes: list[int],
@@ -408,13 +396,6 @@ def _compile_over_sizes(
     )
 
 
-def load_average() -> list[float]:
-    try:
-        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
 def run_bench(args: argparse.Namespace) -> Path:
     """``dynamic-bench``: measure the dynamic exports of the run's model over ``args.sizes``; returns
     the results file."""
@@ -433,7 +414,7 @@ def run_bench(args: argparse.Namespace) -> Path:
         training_size=trained.image_size,
         sizes=sorted(sizes),
         environment={**environment(), "compile_backend": args.compile_backend, "threads": str(args.threads)},
-        load_average=load_average(),
+        load_average=ds.load_average(),
     )
     reason = ds.unsupported_reason(trained.architecture)
     if reason is not None:
@@ -477,7 +458,7 @@ def run_bench(args: argparse.Namespace) -> Path:
                 )
             for runtime, (dynamic_run, fixed_run) in runtimes.items():
                 dynamic_logits, fixed_logits = batched(dynamic_run, images), batched(fixed_run, images)
-                latency = interleaved_latency(
+                latency = ds.interleaved_latency(
                     {"dynamic": dynamic_run, "fixed": fixed_run}, images, args.latency_runs
                 )
                 row = ds.SizeResult(
@@ -520,7 +501,7 @@ def run_bench(args: argparse.Namespace) -> Path:
                 f" ({counts.error})" if counts.error else "",
             )
             result.compile.append(counts)
-    result.load_average += load_average()
+    result.load_average += ds.load_average()
     path = ds.write_results(out / f"{name}.json", result)
     log.info("wrote %s", path)
     return path

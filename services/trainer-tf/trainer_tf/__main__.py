@@ -6,6 +6,7 @@
     .venv/tf/bin/python -m trainer_tf train ... --resume --output-dir runs/tf_resnet18
     .venv/tf/bin/python -m trainer_tf export --run-dir runs/tf_resnet18/<stamp> --model-repository DIR
     .venv/tf/bin/python -m trainer_tf bench --model resnet18 --image-size 32 --batch-size 32
+    .venv/tf/bin/python -m trainer_tf dynamic-bench --run-dir runs/tf_resnet18/<stamp> --sizes 32,48,64
 
 ``train`` exports at the end (``--no-export`` to skip). Expected failures print one line and exit 1;
 SIGTERM/SIGINT during training exit 143/130 with every finished epoch saved.
@@ -110,6 +111,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=Path("benchmarks/results"),
         help="folder for the JSON result (default: %(default)s)",
     )
+
+    dynamic = commands.add_parser(
+        "dynamic-bench", help="dynamic-shape exports over a set of sizes: accuracy, latency vs fixed"
+    )
+    trainer_cli.add_dynamic_bench_arguments(dynamic)
     return parser
 
 
@@ -155,6 +161,10 @@ def main(args: argparse.Namespace) -> int:
         from trainer_tf.bench import run_bench
 
         run_bench(args)
+    elif args.command == "dynamic-bench":
+        from trainer_tf.dynamic import run_bench as dynamic_bench
+
+        dynamic_bench(args)
     return 0
 
 

@@ -42,6 +42,7 @@ from imgbench.training_log import read_epochs, training_repeats
 from imgbench.triton_config import TritonModelSpec, gpu_config, tensorrt_record, write_triton_configs
 from trainer_tf import data
 from trainer_tf.checkpoint import BEST_STATE, BEST_WEIGHTS, read_config, read_json
+from trainer_tf.dynamic import dynamic_export_plan
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ TFLITE_VARIANTS = ("fp32", "dynamic", "int8")
 
 
 # -- building -----------------------------------------------------------------------------------------
-def image_spec(image_size: int):
+def image_spec(image_size: int | None):
+    """NHWC float32 with any batch; ``image_size=None``: any height and width too (dynamic exports)."""
     import tensorflow as tf
 
     return tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=INPUT_NAME)
@@ -349,9 +351,25 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
                 )
             )
 
+    # --dynamic-sizes: savedmodel_dynamic and onnx_dynamic, gated at every size (trainer_tf.dynamic).
+    dynamic_steps, dynamic_skipped, dynamic_dirs, write_dynamic_config = dynamic_export_plan(
+        args=args,
+        model=model,
+        architecture=config["architecture"],
+        num_classes=len(config["class_names"]),
+        name=model_name,
+        version=version,
+        repo=repo,
+        val_split=val_split,
+        training_size=size,
+        val_resize=config["val_resize_size"],
+    )
+    steps += dynamic_steps
+
     def write_configs() -> None:
         spec = TritonModelSpec(model_name, INPUT_NAME, [size, size, 3], "logits", len(config["class_names"]))
         write_triton_configs(repo, spec)  # config.pbtxt (CPU) and configs/gpu.pbtxt (GPU server)
+        write_dynamic_config()  # triton/<model>_dynamic/config.pbtxt with -1 height/width, if exported
         write_tfserving_configs(repo, args.tfserving_base_path, num_batch_threads=threads)
 
     def manifest(records: dict[str, ExportRecord]) -> Manifest:
@@ -373,11 +391,12 @@ def export_run(run_dir: Path, args: argparse.Namespace) -> Manifest:
             labels=labels,
             steps=steps,
             manifest=manifest,
-            skipped={"tensorrt": tensorrt_record(repo, model_name, version)},
+            skipped={"tensorrt": tensorrt_record(repo, model_name, version), **dynamic_skipped},
             write_configs=write_configs,
             version_dirs=[
                 repo.tfserving_version_dir(model_name, version),
                 repo.triton_version_dir(model_name, version),
+                *dynamic_dirs,
             ],
         )
     )

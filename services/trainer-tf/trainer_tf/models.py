@@ -322,14 +322,15 @@ def architectures() -> list[str]:
 def build_model(
     architecture: str,
     num_classes: int,
-    image_size: int,
+    image_size: int | None,
     bn_momentum: float | None = BN_MOMENTUM,
     dropout: float | None = None,
 ) -> keras.Model:
     """A randomly initialized Keras model for a catalog name, NHWC input named ``image``.
     ``bn_momentum`` is Keras's (the moving average keeps this share): PyTorch's 0.1 is Keras's 0.9;
     None keeps each layer's own (``--bn-momentum native``). ``dropout`` sets every dropout layer's rate
-    (None keeps the architecture's).
+    (None keeps the architecture's). ``image_size=None`` takes any height and width (dynamic-shape
+    exports; architectures with global pooling only, ``imgbench.dynamic_shapes``).
 
     >>> build_model("mobilenet_v3_small", 10, 32).output_names   # doctest: +SKIP
     ['logits']
@@ -337,9 +338,9 @@ def build_model(
     entry = get_entry(architecture)  # unknown names fail here, listing the catalog
     if num_classes < 2:
         raise ImgbenchError(f"a classifier needs at least 2 classes, got {num_classes}")
-    if image_size < entry.min_image_size:
+    if image_size is not None and image_size < entry.min_image_size:
         raise ImgbenchError(f"{architecture} needs --image-size ≥ {entry.min_image_size}, got {image_size}")
-    inputs = keras.Input(shape=(image_size, image_size, 3), name=INPUT_NAME, dtype="float32")
+    inputs = keras.Input(shape=(image_size, image_size, 3), name=INPUT_NAME, dtype="float32")  # None: any
     outputs = _BUILDERS[architecture](inputs, num_classes)
     model = keras.Model(inputs, outputs, name=f"tf_{architecture}")
     for layer in _all_layers(model):
