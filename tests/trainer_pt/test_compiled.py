@@ -58,21 +58,24 @@ def test_compiled_model_agrees_with_eager_and_is_recorded(tmp_path: Path) -> Non
 
 
 class Perturbed(nn.Module):
-    """What a silently wrong fused kernel looks like from outside: close, but not the eager logits."""
+    """What a silently wrong fused kernel looks like from outside: every logit off by ``shift`` (top-1
+    unchanged), or with ``reorder`` a ramp over the classes that changes the answers."""
 
-    def __init__(self, model: nn.Module, shift: float) -> None:
+    def __init__(self, model: nn.Module, shift: float, reorder: bool) -> None:
         super().__init__()
-        self.model, self.shift = model, shift
+        self.model, self.shift, self.reorder = model, shift, reorder
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.model(images)
-        return logits + self.shift * torch.linspace(-1, 1, logits.shape[1])
+        if self.reorder:
+            return logits + self.shift * torch.linspace(-1, 1, logits.shape[1])
+        return logits + self.shift
 
 
 def test_a_wrong_compiled_model_fails_the_gate_and_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(torch, "compile", lambda model, mode=None: Perturbed(model, 0.01))
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: Perturbed(model, 0.002, reorder=False))
     with pytest.raises(
         CompiledGateError, match=r"torch.compile\(mode=max-autotune\) vs eager: max \|Δlogit\|"
     ):
@@ -96,7 +99,7 @@ def test_export_with_a_wrong_compiled_model_publishes_nothing(
     from trainer_pt import export
 
     run_dir = shutil.copytree(trained.run_dir, tmp_path / "run")  # the check writes into the run folder
-    monkeypatch.setattr(torch, "compile", lambda model, mode=None: Perturbed(model, 5.0))
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: Perturbed(model, 5.0, reorder=True))
     repo = tmp_path / "repo"
     args: argparse.Namespace = cli.get_args_parser().parse_args(
         ["export", "--run-dir", str(run_dir), "--model-repository", str(repo), "--skip-int8",
