@@ -38,6 +38,8 @@ DEFAULT_MAX_ABS_DIFF = 1e-3
 DEFAULT_QUANTIZED_MIN_AGREEMENT = 0.9
 """Quantized exports are gated on top-1 agreement only; a short run's int8 agreement is noisy."""
 IF_EXISTS_CHOICES = ("skip", "overwrite")
+# --resume: bare is "required"; "auto" resumes only when the run folder holds a checkpoint.
+RESUME_MODES = ("required", "auto")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("epoch", "step")
 
@@ -331,7 +333,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_output_dir: str) 
         help=f"run folder: config, checkpoints, metrics (default: {default_output_dir})",
     )
     group.add_argument(
-        "--resume", action="store_true", help="continue the run in --output-dir (default: start a new run)"
+        "--resume",
+        nargs="?",
+        const="required",
+        default=None,
+        choices=RESUME_MODES,
+        help="continue the run in --output-dir: bare (= 'required') fails when it holds no checkpoint; "
+        "'auto' continues from its last good checkpoint when there is one and starts a new run there "
+        "otherwise, so the same command serves a restarted pod (default: start a new run)",
     )
     group.add_argument("--no-export", action="store_true", help="stop after training (default: export)")
     group.add_argument("--no-progress", action="store_true", help="no progress bar (default: on a terminal)")
@@ -522,6 +531,22 @@ def check_recipe(args: argparse.Namespace) -> None:
         raise ImgbenchError(f"--threads must be at least 1, got {args.threads}")
     if args.resume and args.output_dir is None:
         raise ImgbenchError("--resume needs --output-dir: the run folder to continue")
+
+
+def resolve_resume(args: argparse.Namespace, run_dir: Path, checkpoint: Path | None) -> bool:
+    """Whether this run continues from a checkpoint; ``checkpoint`` is the trainer's newest one in
+    ``run_dir`` (None when it holds none). ``--resume auto`` logs which way it went.
+
+    >>> resolve_resume(argparse.Namespace(resume="auto"), Path("runs/x"), None)
+    False
+    """
+    if args.resume != "auto":
+        return args.resume is not None
+    if checkpoint is None:
+        log.info("--resume auto: no checkpoint in %s; starting a new run", run_dir)
+        return False
+    log.info("--resume auto: resuming from %s", checkpoint)
+    return True
 
 
 def repeat_runs(args: argparse.Namespace, default_output_dir: Path) -> list[argparse.Namespace]:

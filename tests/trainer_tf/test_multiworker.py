@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -151,10 +153,10 @@ def test_distribution_trains_the_weights_of_one_process(tmp_path: Path) -> None:
             )
 
 
-def _tiny_digits(digits: Path, root: Path) -> Path:
-    """4 classes × 4 training images, 1 validation image each."""
+def _tiny_digits(digits: Path, root: Path, train: int = 4) -> Path:
+    """4 classes × ``train`` training images, 1 validation image each."""
     for label in ("0", "1", "2", "3"):
-        for split, count in (("train", 4), ("val", 1)):
+        for split, count in (("train", train), ("val", 1)):
             folder = root / split / label
             folder.mkdir(parents=True)
             for source in sorted((digits / split / label).iterdir())[:count]:
@@ -225,3 +227,95 @@ def test_tf_config_is_read_and_checked() -> None:
         cluster_workers(json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}))
     with pytest.raises(ImgbenchError, match="received"):
         cluster_workers("not json")
+
+
+RESUME_EPOCHS = 3
+LOST = 1  # the worker whose pod is lost
+FAIL_WITHIN = 60.0  # seconds the surviving worker may take to notice (TF's heartbeat timeout is 10 s)
+
+
+def _backed_up_epoch(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "backup" / "state.json").read_text())["epoch"])
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def _epochs_logged(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+@pytest.mark.slow
+def test_a_lost_worker_resumes_from_the_last_epoch(tmp_path: Path, digits32: Path) -> None:
+    """Two workers train with ``--resume auto`` (each its own run folder, as the TFJob's); once epoch 1
+    is backed up on both, worker 1 is SIGKILLed inside epoch 2 (a lost pod); worker 0 fails on its own
+    (its collectives and TF's coordination service lose the peer) within a bound; both are started
+    again with the same command and TF_CONFIG and finish from epoch 1's checkpoint."""
+    data = _tiny_digits(digits32, tmp_path / "tiny", train=8)
+    recipe = [f for f in TRAINER_RECIPE if not f.startswith("--epochs=")]
+    runs = [tmp_path / f"worker-{i}" for i in range(WORKERS)]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(WORKERS)]
+    configs = _tf_configs(WORKERS)
+
+    def start() -> list[subprocess.Popen]:
+        workers = []
+        for run, log, config in zip(runs, logs, configs, strict=True):
+            command = [
+                sys.executable, "-m", "trainer_tf", "train", f"--data={data}", f"--run-dir={run}",
+                f"--batch-size={GLOBAL_BATCH // WORKERS}", f"--epochs={RESUME_EPOCHS}", *recipe,
+                "--resume=auto",
+            ]  # fmt: skip
+            with log.open("a") as err:
+                workers.append(
+                    subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=_env(config))
+                )
+        return workers
+
+    def stop(workers: list[subprocess.Popen]) -> None:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait(timeout=30)
+
+    workers = start()
+    try:
+        deadline = time.monotonic() + 300
+        while not all(_backed_up_epoch(run) >= 1 for run in runs):
+            exited = [w.returncode for w in workers if w.poll() is not None]
+            assert not exited, f"a worker exited ({exited}) before epoch 1: {logs[0].read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no epoch 1 within 300 s"
+            time.sleep(0.02)  # a step takes longer: the kill lands inside epoch 2
+        workers[LOST].send_signal(signal.SIGKILL)
+        try:
+            code = workers[1 - LOST].wait(timeout=FAIL_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the surviving worker still runs {FAIL_WITHIN} s after its peer was lost")
+        assert code != 0, "the surviving worker must fail, so that its pod is restarted too"
+    finally:
+        stop(workers)
+    first = [_epochs_logged(run) for run in runs]
+    for run, epochs in zip(runs, first, strict=True):
+        assert [row["epoch"] for row in epochs] == [1], f"{run.name}: the kill was meant to land in epoch 2"
+        assert _backed_up_epoch(run) == 1
+    for run, log in zip(runs, logs, strict=True):
+        assert f"--resume auto: no checkpoint in {run}; starting a new run" in log.read_text()
+
+    workers = start()  # the same commands and TF_CONFIG, every worker
+    try:
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.wait(timeout=300) == 0, log.read_text()[-4000:]
+    finally:
+        stop(workers)
+    for run, log, before in zip(runs, logs, first, strict=True):
+        epochs = _epochs_logged(run)
+        assert [row["epoch"] for row in epochs] == list(range(1, RESUME_EPOCHS + 1)), run.name
+        assert epochs[0] == before[0], f"{run.name}: epoch 1 was trained again"
+        text = log.read_text()
+        assert f"--resume auto: resuming from {run / 'backup' / 'state.json'}" in text, text[-3000:]
+        assert "1 epoch(s) done" in text
+        assert _backed_up_epoch(run) == RESUME_EPOCHS
+    first_weights, second_weights = (_final_weights(run) for run in runs)
+    for name, value in first_weights.items():
+        if not MOVING_STATISTICS.search(name):
+            np.testing.assert_array_equal(second_weights[name], value, err_msg=f"diverged: {name}")

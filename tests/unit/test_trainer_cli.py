@@ -99,3 +99,33 @@ def test_check_recipe_names_the_offending_value() -> None:
     args = _parser().parse_args(["--data-path", "d", "--resume"])
     with pytest.raises(ImgbenchError, match="--output-dir"):
         trainer_cli.check_recipe(args)
+
+
+def test_resume_modes_parse_and_auto_follows_the_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def resume(*flags: str) -> str | None:
+        return _parser().parse_args(["--data-path", "d", "--output-dir", "r", *flags]).resume
+
+    assert (resume(), resume("--resume"), resume("--resume", "auto")) == (None, "required", "auto")
+    assert resume("--resume=auto", "--no-export") == "auto"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--data-path", "d", "--resume", "maybe"])
+    for mode, checkpoint, expected in [
+        (None, None, False),
+        (None, tmp_path / "c.pt", False),
+        ("required", None, True),  # the trainer then fails naming the missing checkpoint
+        ("auto", None, False),
+        ("auto", tmp_path / "c.pt", True),
+    ]:
+        args = argparse.Namespace(resume=mode)
+        with caplog.at_level(logging.INFO, logger="imgbench.trainer_cli"):
+            caplog.clear()
+            assert trainer_cli.resolve_resume(args, tmp_path, checkpoint) is expected, (mode, checkpoint)
+        said = caplog.text
+        if mode != "auto":
+            assert "--resume auto" not in said
+        elif expected:
+            assert "resuming from" in said and str(checkpoint) in said
+        else:
+            assert "starting a new run" in said

@@ -79,6 +79,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """The file a resume starts from: the last checkpoint, else its backup; None when neither exists."""
+    for name in (LAST, PREVIOUS):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
 def load_resume_state(run_dir: Path) -> dict[str, Any]:
     """The last checkpoint of ``run_dir``, or its backup when the last one is corrupt."""
     last, previous = run_dir / LAST, run_dir / PREVIOUS

@@ -406,13 +406,14 @@ def _train(args: argparse.Namespace, run_dir: Path, dist_info: DistInfo, stop: S
     apply_dropout(model, args.dropout)
 
     resume_state: dict[str, Any] | None = None
-    if args.resume:
+    # Every rank decides alike: they read the same run folder before anyone writes a checkpoint.
+    if trainer_cli.resolve_resume(args, run_dir, ckpt.newest_checkpoint(run_dir)):
         resume_state = ckpt.load_resume_state(run_dir)
         _check_resume_fits(resume_state, args, class_names, run_dir / ckpt.LAST)
     elif (run_dir / ckpt.LAST).exists():
         raise ImgbenchError(
-            f"{run_dir} already holds a checkpoint ({ckpt.LAST}); pass --resume to continue it "
-            "or choose another --output-dir"
+            f"{run_dir} already holds a checkpoint ({ckpt.LAST}); pass --resume (or --resume auto) "
+            "to continue it or choose another --output-dir"
         )
 
     if dist_info.is_main:

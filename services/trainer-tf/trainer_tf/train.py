@@ -21,7 +21,7 @@ from imgbench import trainer_cli
 from imgbench.catalog import get_entry
 from imgbench.errors import ImgbenchError
 from trainer_tf import data
-from trainer_tf.checkpoint import BACKUP_DIR, CONFIG_NAME, read_config, resume_epoch, write_json
+from trainer_tf.checkpoint import BACKUP_DIR, CONFIG_NAME, STATE_NAME, read_config, resume_epoch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,11 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         "num_eval": len(val_split),
     }
     config_path = run_dir / CONFIG_NAME
-    if args.resume:
+    state_path = run_dir / BACKUP_DIR / STATE_NAME
+    resuming = trainer_cli.resolve_resume(args, run_dir, state_path if state_path.is_file() else None)
+    # --resume auto in a folder whose first attempt died before its first epoch ended: a new run there.
+    starts_over = args.resume == "auto" and not resuming and config_path.is_file()
+    if resuming or starts_over:
         saved = read_config(run_dir)
         for key in _MUST_MATCH_ON_RESUME:
             if saved[key] != config[key]:
@@ -136,7 +140,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         raise ImgbenchError(
             f"{run_dir} already holds a run; continue it with --resume or choose another --output-dir"
         )
-    return RunPlan(run_dir, config, train_split, val_split, bool(args.resume))
+    return RunPlan(run_dir, config, train_split, val_split, resuming or starts_over)
 
 
 def _select_device(request: str) -> None:
