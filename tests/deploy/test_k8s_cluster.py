@@ -11,7 +11,6 @@ import functools
 import gzip
 import json
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +88,10 @@ def test_every_kustomization_is_listed_here() -> None:
         assert "patchesStrategicMerge" not in spec and "patchesJson6902" not in spec, path
         for patch in spec.get("patches", []):
             assert patch.get("target") and "path" in patch, f"{path}: one patch per target (docs/style.md)"
-            text = (path.parent / patch["path"]).read_text(encoding="utf-8")
-            assert "op:" not in text, f"{path.parent / patch['path']}: strategic merge, not JSON patch"
+            # A JSON patch is a list of {op, path, ...}; a strategic merge is an object (whose text may
+            # well contain "op:", as in `drop: [ALL]`).
+            body = yaml.safe_load((path.parent / patch["path"]).read_text(encoding="utf-8"))
+            assert isinstance(body, dict), f"{path.parent / patch['path']}: strategic merge, not JSON patch"
 
 
 def _unknown_keys(given: Any, kept: Any, where: str = "") -> list[str]:
@@ -249,7 +250,9 @@ def test_components_repeat_the_base_tags() -> None:
     }
     for path in [*K8S.glob("components/*/kustomization.yaml"), K8S / "overlays/kserve/kustomization.yaml"]:
         for image in yaml.safe_load(path.read_text()).get("images", []):
-            assert image["newTag"] == base_tags[image["name"]], f"{path}: {image}"
+            # A GPU build (imgbench/trainer-tf-gpu) carries the tag of the image it is built from.
+            name = image["name"] if image["name"] in base_tags else image["name"].removesuffix("-gpu")
+            assert image["newTag"] == base_tags[name], f"{path}: {image}"
     for overlay in OVERLAYS:
         for doc in rendered(overlay):
             for image in re.findall(r"\bimage: (\S+)", yaml.safe_dump(doc)):
@@ -422,15 +425,15 @@ def test_distributed_trainers_resume_on_shared_storage(overlay: str) -> None:
     )
     for name, container in distributed.items():
         flags = _flags(container["args"])
-        run_dir = (flags.get("--output-dir") or flags["--run-dir"]).replace(
-            "$(REPLICA_INDEX)", "$REPLICA_INDEX"
-        )
-        script = container["command"][2]
-        assert container["command"][:2] == ["sh", "-c"]
-        checked = re.search(r"\[ -f (\S+) \]; then set -- \"\$@\" --resume", script)
-        assert checked and Path(checked.group(1)).parent == Path(run_dir), f"{name}: resume checks {script}"
+        run_dir = flags.get("--output-dir") or flags["--run-dir"]
+        assert run_dir.startswith("/runs/"), f"{name}: the run folder is on the runs claim"
+        # A restarted pod runs the same command: the trainer resumes when the run folder holds a
+        # checkpoint (--resume auto), no shell test of a file name decides it.
+        assert flags.get("--resume") == "auto", f"{name}: --resume=auto"
+        command = " ".join(container["command"])
+        assert "--resume" not in command and "[ -f" not in command, f"{name}: {command}"
         if "trainer-pt" in container["image"]:
-            assert "torch.distributed.run" in shlex.split(script.replace(";", " ; "))
+            assert container["command"][:3] == ["python", "-m", "torch.distributed.run"], name
         assert claims["runs"]["spec"]["accessModes"] == ["ReadWriteMany"]
     for kind in ("PyTorchJob", "TFJob"):
         for doc in _by_kind(docs, kind).values():
@@ -451,6 +454,33 @@ def test_distributed_trainers_resume_on_shared_storage(overlay: str) -> None:
     assert 'if [ "$REPLICA_INDEX" != 0 ]; then set -- "$@" --no-export; fi' in worker["command"][2], (
         "one exporter"
     )
+
+
+@pytest.mark.parametrize("overlay", ["kubeflow-trainer", "training-operator"])
+def test_distributed_trainers_on_gpus_ask_for_cuda(overlay: str) -> None:
+    """Every distributed trainer that requests GPUs trains on them (--device=cuda fails without one,
+    never falls back to the CPU), and trainer-tf does so with the image that has CUDA."""
+    distributed = {
+        n: c for n, c in _trainer_containers(rendered(overlay)).items() if not n.startswith("Job/")
+    }
+    for name, container in distributed.items():
+        resources = container.get("resources") or container["resourcesPerNode"]
+        gpus = resources["limits"].get("nvidia.com/gpu", 0)
+        assert gpus >= 1 and resources["requests"].get("nvidia.com/gpu") == gpus, name
+        assert _flags(container["args"]).get("--device") == "cuda", f"{name}: --device=cuda"
+        if "trainer-tf" in container["image"]:
+            image, tag = container["image"].rsplit(":", 1)
+            assert image == "imgbench/trainer-tf-gpu" and tag == _base_tag("imgbench/trainer-tf"), image
+    if overlay == "training-operator":
+        (job,) = _by_kind(rendered(overlay), "PyTorchJob").values()
+        command = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["command"]
+        # No shell: the kubelet expands $(VAR) from the variables the operator adds to the container.
+        assert {"--master-addr=$(MASTER_ADDR)", "--master-port=$(MASTER_PORT)"} <= set(command), command
+
+
+def _base_tag(image: str) -> str:
+    images = yaml.safe_load((K8S / "base/kustomization.yaml").read_text())["images"]
+    return next(i["newTag"] for i in images if i["name"] == image)
 
 
 @pytest.mark.parametrize("overlay", ["kubeflow-trainer", "training-operator"])
