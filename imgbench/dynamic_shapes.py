@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from imgbench.atomic import atomic_write_text
 from imgbench.catalog import get_entry
 from imgbench.errors import ImgbenchError
-from imgbench.paths import ModelRepository
+from imgbench.manifest import Manifest
+from imgbench.paths import ModelRepository, served_variant, split_served_variant
 from imgbench.triton_config import TritonModelSpec, render_config
 
-SUFFIX = "_dynamic"
 FORMATS = ("onnx_dynamic", "savedmodel_dynamic", "torchscript_dynamic")
 RESULTS_DIR = "dynamic"
 """``RUN_DIR/dynamic/<model>.json``: where ``dynamic-bench`` writes and the report reads."""
@@ -41,8 +41,29 @@ MAX_SIZE = 1024
 
 
 def served_name(model: str) -> str:
-    """The name a server serves the dynamic export of ``model`` under."""
-    return f"{model}{SUFFIX}"
+    """The name a server serves the dynamic export of ``model`` under (a served variant,
+    ``imgbench.paths.SERVED_VARIANTS``: its manifest is the model's)."""
+    return served_variant(model, "dynamic")
+
+
+def served_manifest(manifest: Manifest, served: str) -> Manifest:
+    """``manifest`` as a client of the served name ``served`` sees it: the dynamic variant
+    (``<model>_dynamic``) takes any height and width, so they are None in its input shape."""
+    if split_served_variant(served)[1] != "dynamic":
+        return manifest
+    shape = list(manifest.input.shape)
+    for axis in (2, 3) if manifest.input.layout == "NCHW" else (1, 2):
+        shape[axis] = None
+    return manifest.model_copy(update={"input": manifest.input.model_copy(update={"shape": shape})})
+
+
+def at_size(manifest: Manifest, size: int) -> Manifest:
+    """``manifest`` with its input at ``size`` × ``size`` px: what a client preprocesses images to when
+    it sends that size to the dynamic export."""
+    shape = list(manifest.input.shape)
+    for axis in (2, 3) if manifest.input.layout == "NCHW" else (1, 2):
+        shape[axis] = size
+    return manifest.model_copy(update={"input": manifest.input.model_copy(update={"shape": shape})})
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -182,10 +203,11 @@ def load_results(path: Path) -> DynamicBenchResult:
 
 # -- measuring ---------------------------------------------------------------------------------------------
 def interleaved_latency(
-    runners: dict[str, Callable[[np.ndarray], object]], images: np.ndarray, runs: int, warmup: int = 5
+    runners: dict[str, Callable[[np.ndarray], object]], images: np.ndarray, runs: int, warmup: int = 20
 ) -> dict[str, float]:
     """Median ms per single image of each runner, the runners alternating image by image, so a change
-    of machine load hits every side alike."""
+    of machine load hits every side alike. ``warmup`` untimed rounds first: TorchScript's profiling
+    executor re-optimizes for each new input shape it meets (batch 1 after the batched accuracy runs)."""
     times: dict[str, list[float]] = {key: [] for key in runners}
     for index in range(warmup + runs):
         row = images[index % len(images)][None]

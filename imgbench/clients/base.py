@@ -16,6 +16,7 @@ import numpy as np
 from imgbench import servers
 from imgbench.clients.errors import InferenceError, from_rpc_error
 from imgbench.clients.tensors import batch_problem
+from imgbench.dynamic_shapes import served_manifest
 from imgbench.load_results import ConfigValue, ServerIdentity
 from imgbench.manifest import Manifest, load_manifest
 from imgbench.parallelism import server_threads
@@ -101,7 +102,8 @@ class InferenceClient(ABC):
 
     def manifest(self, model: str) -> Manifest:
         if model not in self._cache:
-            self._cache[model] = self._manifests(model)
+            # A served variant's input as that server model takes it (<model>_dynamic: any height/width).
+            self._cache[model] = served_manifest(self._manifests(model), model)
         return self._cache[model]
 
     # -- the interface -------------------------------------------------------------------------

@@ -54,7 +54,10 @@ class TritonPythonModel:
         """Why ``batch`` is not something this model can run, naming the offending value."""
         if batch.dtype != self.input_dtype:
             return f"input '{self.input_name}' has dtype {batch.dtype}, expected {np.dtype(self.input_dtype)}"
-        if batch.ndim != len(self.image_dims) + 1 or list(batch.shape[1:]) != self.image_dims:
+        # -1: a dynamic axis (height/width of a dynamic-shape export), any size is fine.
+        if batch.ndim != len(self.image_dims) + 1 or any(
+            want not in (-1, got) for got, want in zip(batch.shape[1:], self.image_dims, strict=True)
+        ):
             expected = ", ".join(map(str, self.image_dims))
             return f"input '{self.input_name}' has shape {list(batch.shape)}, expected [N, {expected}]"
         if batch.shape[0] < 1:

@@ -73,7 +73,12 @@ class Batcher:
             if task is None:
                 self._queue.put(None)  # keep the stop signal for the loop
                 break
-            if rows + len(task.rows) > self._settings.max_batch_size:
+            # A request of another image size (a signature with None height/width) cannot join this
+            # batch's concatenation: it starts the next batch.
+            if (
+                rows + len(task.rows) > self._settings.max_batch_size
+                or task.rows.shape[1:] != first.rows.shape[1:]
+            ):
                 return tasks, task
             tasks.append(task)
             rows += len(task.rows)
