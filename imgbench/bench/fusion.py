@@ -25,6 +25,7 @@ from imgbench.paths import project_root, venv_bin
 from imgbench.report.stats import Comparison, Interval, compare
 
 MODEL = "mobilenet_v3_small"
+RESULT = Path("results") / "fusion" / "fusion.json"  # in a `make bench` run folder
 BATCH_SIZE = 32
 ROUNDS = 3
 PT_STEPS, PT_WARMUP = 20, 5
@@ -93,6 +94,8 @@ def summarize(rows: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
         "variants": SIDES,
     }
     for framework, claims in CLAIMS.items():
+        if framework not in rows:
+            continue
         figures = {}
         for figure, (sign, claim) in claims.items():
             on = [float(r[figure]) for r in rows[framework]["on"]]
@@ -108,12 +111,26 @@ def summarize(rows: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any
     return summary
 
 
-def bench_fusion(settings: DemoSettings, out: Path, rounds: int = ROUNDS) -> None:
-    rows: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"on": [], "off": []} for f in SIDES}
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A ``make bench`` run folder's fusion summary, or None when that benchmark did not run there."""
+    path = Path(run_dir) / RESULT
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def bench_fusion(
+    settings: DemoSettings, out: Path, rounds: int = ROUNDS, frameworks: tuple[str, ...] = tuple(SIDES)
+) -> None:
+    """``rounds`` rounds, each side of each framework in a process of its own, the order alternating."""
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {f: {"on": [], "off": []} for f in frameworks}
     common = ["--model", MODEL, "--image-size", str(settings.image_size), "-b", str(BATCH_SIZE)]
     for index in range(rounds):
         order = ("off", "on") if index % 2 == 0 else ("on", "off")
-        for side in order:
+        for side in order if "pytorch" in frameworks else ():
             variant = SIDES["pytorch"][side]
             raw = out / "raw-pt" / f"round-{index}-{variant}"
             run_logged(
@@ -128,7 +145,7 @@ def bench_fusion(settings: DemoSettings, out: Path, rounds: int = ROUNDS) -> Non
                 {"PYTHONPATH": str(project_root() / "services" / "trainer-pt")},
             )  # fmt: skip
             rows["pytorch"][side].append(_row(_only_json(raw), variant))
-        for side in order:
+        for side in order if "tensorflow" in frameworks else ():
             variant = SIDES["tensorflow"][side]
             raw = out / "raw-tf" / f"round-{index}-{variant}"
             run_logged(

@@ -10,6 +10,7 @@ from imgbench.report import plots
 from imgbench.report.article import article_section
 from imgbench.report.case_study import case_study_section
 from imgbench.report.claims import claims_section
+from imgbench.report.compiled import compiled_section
 from imgbench.report.cost import cost_section, load_prices
 from imgbench.report.dynamic_shapes import dynamic_shapes_section
 from imgbench.report.edge import edge_section
@@ -37,6 +38,7 @@ def render(inputs: ReportInputs, prices_path: Path | None, figures: list[Path], 
         article_section(inputs),
         training_section(inputs),
         exports_section(inputs),
+        compiled_section(inputs),
         dynamic_shapes_section(inputs),
         edge_section(inputs),
         serving_section(inputs),
