@@ -99,6 +99,7 @@ def trained(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedRu
     result = run_trainer(
         "train", "--data-path", str(digits), *RECIPE, "--epochs", str(EPOCHS),
         "--output-dir", str(run_dir), "--model-repository", str(repo), "--calibration-images", "128",
+        "--tflite",  # PyTorch → TFLite fp32/int8 (tests/trainer_pt/test_edge.py): ~35 s more on idle cores
         timeout=1800,  # ~2 min on idle cores; a shared machine has taken 8
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
