@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from imgbench.data.check import require_clean
 from imgbench.data.imagefolder import IMAGE_SUFFIXES
+from imgbench.dynamic_shapes import at_size
 from imgbench.errors import DatasetError
 from imgbench.manifest import Manifest
 
@@ -34,36 +35,56 @@ class ImagePool:
     files: tuple[str, ...]
     references: np.ndarray | None = None
     """[N] the reference model's top-1 for each image at rest (``--reference-model``), else None."""
+    sizes: np.ndarray | None = None
+    """[N] each image's side in px with ``--image-sizes`` (``images`` is then an object array of rows
+    of different shapes), else None: one size, ``images`` one array."""
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, keep: np.ndarray) -> ImagePool:
         references = self.references[keep] if self.references is not None else None
+        sizes = self.sizes[keep] if self.sizes is not None else None
         return ImagePool(
-            self.images[keep], self.labels[keep], tuple(np.asarray(self.files)[keep]), references
+            self.images[keep], self.labels[keep], tuple(np.asarray(self.files)[keep]), references, sizes
         )
 
     def with_references(self, references: np.ndarray) -> ImagePool:
-        return ImagePool(self.images, self.labels, self.files, np.asarray(references, dtype=np.int64))
+        return ImagePool(
+            self.images, self.labels, self.files, np.asarray(references, dtype=np.int64), self.sizes
+        )
+
+    def stack(self, index: np.ndarray) -> np.ndarray:
+        """The images at ``index`` as one contiguous batch (all of one size)."""
+        if self.sizes is None:
+            return np.ascontiguousarray(self.images[index])
+        return np.ascontiguousarray(np.stack(list(self.images[index])))
+
+    def batch_indices(self, batch_size: int, count: int) -> list[np.ndarray]:
+        """``count`` batches of consecutive images, wrapping around the pool; with mixed sizes the
+        batches take turns at the sizes, each of consecutive images of its size."""
+        if len(self) == 0:
+            raise DatasetError("the image pool is empty: nothing to send")
+        if self.sizes is None:
+            return [np.arange(b * batch_size, (b + 1) * batch_size) % len(self) for b in range(count)]
+        by_size = {int(s): np.flatnonzero(self.sizes == s) for s in np.unique(self.sizes)}
+        order = sorted(by_size)
+        out = []
+        for b in range(count):
+            members = by_size[order[b % len(order)]]
+            turn = b // len(order)
+            out.append(members[np.arange(turn * batch_size, (turn + 1) * batch_size) % len(members)])
+        return out
 
     def reference_batches(self, batch_size: int, count: int) -> list[np.ndarray] | None:
         """The reference top-1s of :meth:`batches`' images, batch by batch (None without references)."""
         if self.references is None:
             return None
-        return [
-            self.references[np.arange(b * batch_size, (b + 1) * batch_size) % len(self)] for b in range(count)
-        ]
+        return [self.references[index] for index in self.batch_indices(batch_size, count)]
 
     def batches(self, batch_size: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``count`` batches of consecutive images, wrapping around the pool."""
-        if len(self) == 0:
-            raise DatasetError("the image pool is empty: nothing to send")
-        out = []
-        for b in range(count):
-            index = np.arange(b * batch_size, (b + 1) * batch_size) % len(self)
-            out.append((np.ascontiguousarray(self.images[index]), self.labels[index]))
-        return out
+        """``count`` batches of consecutive images, wrapping around the pool (:meth:`batch_indices`)."""
+        return [(self.stack(index), self.labels[index]) for index in self.batch_indices(batch_size, count)]
 
 
 def preprocess(image: Image.Image, manifest: Manifest) -> np.ndarray:
@@ -103,10 +124,17 @@ def dataset_split_dir(manifest: Manifest, dataset: Path | None) -> Path:
     return split
 
 
-def load_pool(manifest: Manifest, dataset: Path | None = None, limit: int = 256, seed: int = 0) -> ImagePool:
+def load_pool(
+    manifest: Manifest,
+    dataset: Path | None = None,
+    limit: int = 256,
+    seed: int = 0,
+    image_sizes: tuple[int, ...] = (),
+) -> ImagePool:
     """Up to ``limit`` images of the evaluation split, a seeded sample across all classes. A split
     with any problem is refused first, every problem listed: the same checker, and the same lines,
-    as `imgbench data check` and the trainers."""
+    as `imgbench data check` and the trainers. ``image_sizes``: image ``i`` is preprocessed at
+    ``image_sizes[i % len(image_sizes)]`` px (for a dynamic-shape model)."""
     split = dataset_split_dir(manifest, dataset)
     require_clean(split.parent, splits=(split.name,), user="the load generator's image pool")
     files: list[tuple[Path, int]] = []
@@ -123,11 +151,18 @@ def load_pool(manifest: Manifest, dataset: Path | None = None, limit: int = 256,
     random.Random(seed).shuffle(files)
     files = files[:limit]
     rows, labels = [], []
-    for path, label in files:
+    sized = [at_size(manifest, size) for size in image_sizes] or [manifest]
+    for number, (path, label) in enumerate(files):
         try:
             with Image.open(path) as image:
-                rows.append(preprocess(image, manifest))
+                rows.append(preprocess(image, sized[number % len(sized)]))
         except (UnidentifiedImageError, OSError) as exc:
             raise DatasetError(f"unreadable image {path}: {exc}") from None
         labels.append(label)
-    return ImagePool(np.stack(rows), np.asarray(labels, dtype=np.int64), tuple(str(p) for p, _ in files))
+    names = tuple(str(p) for p, _ in files)
+    if not image_sizes:
+        return ImagePool(np.stack(rows), np.asarray(labels, dtype=np.int64), names)
+    images = np.empty(len(rows), dtype=object)
+    images[:] = rows
+    sizes = np.asarray([image_sizes[i % len(image_sizes)] for i in range(len(rows))], dtype=np.int64)
+    return ImagePool(images, np.asarray(labels, dtype=np.int64), names, sizes=sizes)

@@ -52,6 +52,12 @@ def add_arguments(parser: Any) -> None:
     add("--dataset", default="", help="ImageFolder root (default: the dataset path in the manifest).")
     add("--images", type=int, default=256, help="Validation images in the pool (default 256).")
     add(
+        "--image-sizes",
+        default="",
+        help="Mixed image sizes in px, e.g. 32,48: pool images preprocessed at each in turn, every request "
+        "one size (for a dynamic-shape model, <model>_dynamic; default: the manifest's size).",
+    )
+    add(
         "--keep-misclassified",
         action="store_true",
         default=False,
@@ -160,6 +166,12 @@ def add_arguments(parser: Any) -> None:
     )
 
 
+def _sizes(text: str) -> list[int]:
+    from imgbench.dynamic_shapes import parse_sizes
+
+    return parse_sizes(text) if text.strip() else []
+
+
 def _numbers(text: str, kind: type, flag: str) -> list[Any]:
     try:
         return [kind(part) for part in re.split(r"[,\s]+", text.strip()) if part]
@@ -222,6 +234,8 @@ class LoadOptions:
     metrics_host: str
     pushgateway_url: str
     preflight_timeout: float
+    image_sizes: tuple[int, ...] = ()
+    """``--image-sizes``: the sizes requests take turns at; empty: the manifest's fixed size."""
 
     @classmethod
     def from_parsed(cls, parsed: argparse.Namespace) -> LoadOptions:
@@ -252,6 +266,7 @@ class LoadOptions:
             dataset=Path(parsed.dataset) if parsed.dataset else None,
             images=parsed.images,
             keep_misclassified=parsed.keep_misclassified,
+            image_sizes=tuple(_sizes(getattr(parsed, "image_sizes", "") or "")),
             reference_model=parsed.reference_model,
             auth_token=parsed.auth_token,
             auth_key_file=_key_file(parsed),

@@ -76,7 +76,11 @@ def prepare(options: LoadOptions, calibrate: bool = True) -> Prepared:
     repository = ModelRepository(options.model_repository)
     manifest = load_manifest(repository.manifest_path(options.model))
     prepared = Prepared(options, manifest)
-    pool = load_pool(manifest, options.dataset, options.images, options.seed) if calibrate else None
+    pool = (
+        load_pool(manifest, options.dataset, options.images, options.seed, options.image_sizes)
+        if calibrate
+        else None
+    )
     client = make_client(
         options.backend,
         options.target,
@@ -188,6 +192,12 @@ def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[s
     kept = pool if options.keep_misclassified else pool.subset(right)
     facts.update(
         pool_images=len(pool),
+        # --image-sizes: images kept per size (each request is one size, the sizes take turns).
+        images_per_size=(
+            {str(int(v)): int(c) for v, c in zip(*np.unique(kept.sizes, return_counts=True), strict=True)}
+            if kept.sizes is not None
+            else None
+        ),
         pool_kept=len(kept),
         accuracy_at_rest=round(float(right.mean()), 6),
         misclassified_at_rest=int((~right).sum()),
@@ -207,14 +217,22 @@ def _calibrate(client: Any, options: LoadOptions, pool: ImagePool, facts: dict[s
     return kept
 
 
+def _batches_covering(pool: ImagePool, batch_size: int) -> int:
+    """How many :meth:`ImagePool.batch_indices` batches reach every image of the pool at least once."""
+    if pool.sizes is None:
+        return -(-len(pool) // batch_size)
+    counts = np.unique(pool.sizes, return_counts=True)[1]
+    return len(counts) * int(max(-(-c // batch_size) for c in counts))
+
+
 def _answers_at_rest(client: Any, options: LoadOptions, model: str, pool: ImagePool) -> np.ndarray:
     """``model``'s top-1 for every pool image, one idle request of ``--batch-size`` at a time."""
     b = options.batch_size
     predicted = np.empty(len(pool), dtype=np.int64)
-    for start in range(0, len(pool), b):
-        index = np.arange(start, start + b) % len(pool)
+    # Every image once (the last batch of each size wraps around): batches of one size each.
+    for index in pool.batch_indices(b, _batches_covering(pool, b)):
         try:
-            logits = client.infer(model, np.ascontiguousarray(pool.images[index]))
+            logits = client.infer(model, pool.stack(index))
         except Exception as exc:
             raise ImgbenchError(
                 f"{options.backend} at {options.target} failed an idle request for {model!r} "

@@ -210,7 +210,7 @@ def _load_key(options: LoadOptions) -> tuple[Any, ...]:
     return (
         options.backend, options.model, options.batch_size, options.target, options.model_repository,
         options.dataset, options.images, options.keep_misclassified, options.seed, options.auth_token,
-        options.auth_key_file,
+        options.auth_key_file, options.image_sizes,
     )  # fmt: skip
 
 
