@@ -92,10 +92,10 @@ SCENARIOS: dict[str, Scenario] = {
         architecture="resnet50",
         epochs=2,
         batch_size=4,
-        # 0.0125 at batch 4 (the trainers scale --lr from a global batch of 256; 8× the standard 0.1),
+        # 0.00625 at batch 4 (the trainers scale --lr from a global batch of 256; 4× the standard 0.1),
         # stepped per optimizer step. Measured: 0.04 (--lr 2.56) diverged (train loss 21, val top-1 at
-        # chance after 2 epochs).
-        lr="0.8",
+        # chance, logits so large that TorchScript's max |Δlogit| of 8 failed the export gate).
+        lr="0.4",
         # The calibrator holds every tensor of every calibration image (hundreds of MB each at 512 px).
         calibration_images=12,
         # Gated like any INT8 export, a little lower than the default 0.9: 12 val images make each
