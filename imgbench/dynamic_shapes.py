@@ -31,7 +31,7 @@ from imgbench.catalog import get_entry
 from imgbench.errors import ImgbenchError
 from imgbench.manifest import Manifest
 from imgbench.paths import ModelRepository, served_variant, split_served_variant
-from imgbench.triton_config import TritonModelSpec, render_config
+from imgbench.triton_config import TritonModelSpec, gpu_config, render_config
 
 FORMATS = ("onnx_dynamic", "savedmodel_dynamic", "torchscript_dynamic")
 RESULTS_DIR = "dynamic"
@@ -228,12 +228,14 @@ def load_average() -> list[float]:
 
 # -- serving ------------------------------------------------------------------------------------------------
 def write_triton_config(repo: ModelRepository, spec: TritonModelSpec, served: str, layout: str) -> Path:
-    """``triton/<served>/config.pbtxt``: ``spec`` (the fixed model's) with height and width -1. CPU only:
-    the GPU variant's TensorRT profile needs concrete shapes, so no ``configs/gpu.pbtxt`` is written."""
+    """``triton/<served>/config.pbtxt`` (CPU) and ``configs/gpu.pbtxt``: ``spec`` (the fixed model's)
+    with height and width -1. The GPU variant runs ONNX Runtime's CUDA provider without the TensorRT
+    accelerator: a TensorRT optimization profile needs concrete image shapes."""
     channels = spec.input_dims[0] if layout == "NCHW" else spec.input_dims[-1]
     dims = [channels, -1, -1] if layout == "NCHW" else [-1, -1, channels]
     dynamic = replace(spec, name=served, input_dims=dims)
-    path = repo.triton_config(served)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_config(dynamic, "onnxruntime", "cpu"))
+    path, gpu = repo.triton_config(served), gpu_config(repo, served)
+    for target, device in ((path, "cpu"), (gpu, "gpu")):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, render_config(dynamic, "onnxruntime", device))
     return path

@@ -64,6 +64,8 @@ def test_triton_config_has_minus_one_height_and_width(tmp_path: Path) -> None:
         path = ds.write_triton_config(repo, spec, "pt_resnet18_dynamic", layout)
         text = path.read_text()
         assert 'name: "pt_resnet18_dynamic"' in text and f"dims: {expected}" in text and "KIND_CPU" in text
+        gpu = (path.parent / "configs" / "gpu.pbtxt").read_text()
+        assert "KIND_GPU" in gpu and f"dims: {expected}" in gpu and "tensorrt" not in gpu
 
 
 def _result() -> ds.DynamicBenchResult:
