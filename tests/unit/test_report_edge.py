@@ -3,6 +3,7 @@ memory, latency and agreement, the seed's edge-memory claim beside ours, and wha
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from factories import make_manifest
@@ -83,7 +84,25 @@ def test_edge_table_and_the_claim_beside_ours(tmp_path: Path) -> None:
         ["resnet18", "fp32", "90.0 MiB", "72.0 MiB", "-20.0%", "-4.8%", "+25.0%"],
         ["resnet18", "int8", "20.0 MiB", "15.0 MiB", "-25.0%", "-4.5%", "-10.0%"],
     ]
-    assert all("14 MB vs 11 MB" in row[7] and "−21.4%" in row[7] for row in rows)
+    assert all(row[7] == "at export: 1 run each" for row in rows)
+    assert all("14 MB vs 11 MB" in row[8] and "−21.4%" in row[8] for row in rows)
+    # A bench file in the run folder (one venv, interleaved, N runs) replaces the export-time figures.
+    runs = {"pt_resnet18": [80.0, 84.0, 100.0], "tf_resnet18": [60.0, 63.0, 61.0]}
+    bench = {
+        "models": [
+            {
+                "model": model,
+                "export": "tflite_fp32",
+                "runs": [{"peak_growth_bytes": v * MiB} for v in values],
+            }
+            for model, values in runs.items()
+        ]
+    }
+    (run / "edge-memory.json").write_text(json.dumps(bench))
+    fp32 = claim_rows(read_inputs(run))[0]
+    assert fp32[:5] == ["resnet18", "fp32", "84.0 MiB", "61.0 MiB", "-27.4%"]
+    assert fp32[7] == "bench: median of 3 vs 3 runs"
+    assert claim_rows(read_inputs(run))[1][7] == "at export: 1 run each"  # int8 was not benched
     assert "experimental (ONNX → TFLite)" in section
     assert "Not measured here" in section and "edgetpu_compiler" in section
     # And it is part of the whole report, after the exports.
