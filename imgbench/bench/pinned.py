@@ -13,6 +13,8 @@
 - ``tuned``: each server's throughput at a p99 SLO, its default configuration against the best that
   `imgbench tune` finds on a small grid (the loadgen on the client core, each probe's server on the
   server core).
+- ``profile``: where TorchServe's added p50 goes (``imgbench.bench.torchserve_profile``: its frontend
+  log's backend time, py-spy on its Python worker), when TorchServe is among ``--servers``.
 
 Every figure is written with the 1-minute load average at its start and end: on a shared machine the
 figures are noisy. A benchmark, so nothing is asserted. `make bench` runs it (``imgbench.bench.suite``).
@@ -58,7 +60,7 @@ TUNE_SPACE: dict[str, dict[str, list[int | float]]] = {
     "tfserving": {"batch_timeout_micros": [0, 500]},
     "torchserve": {"max_batch_delay_ms": [0, 1]},
 }
-BENCHES = ("added", "tuned")
+BENCHES = ("added", "tuned", "profile")
 # Each server's batching wait: a lone request waits up to this long for company (the default's cost
 # at concurrency 1). "added" measures the default and, through a ready config, this knob at 0.
 DELAY_KNOB = {
@@ -367,6 +369,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "added": {},
         "tuned": {},
+        "profile": {},
     }
     cases: list[tuple[str, str, Any]] = []
     if "added" in args.only:
@@ -375,6 +378,12 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             cases += [("added", f"{name}:delay0", lambda n=name: added_latency(args, n, zero_delay=True))]
     if "tuned" in args.only:
         cases += [("tuned", name, lambda n=name: tuned_vs_default(args, n)) for name in names]
+    if "profile" in args.only and "torchserve" in names:
+        from imgbench.bench.torchserve_profile import profile
+
+        # A longer window than the others: py-spy needs some thousand samples of the worker.
+        window = argparse.Namespace(**{**vars(args), "seconds": max(args.seconds, 15.0)})
+        cases += [("profile", "torchserve", lambda: profile(window))]
     for bench, key, run in cases:
         log.info("%s: %s", bench, key)
         try:

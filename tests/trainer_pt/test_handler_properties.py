@@ -8,7 +8,7 @@ import io
 from types import ModuleType
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -54,6 +54,9 @@ def test_any_array_is_returned_as_sent_or_refused_naming_what_was_wrong(
     handler_module: ModuleType, array: np.ndarray, truncate: int, trailing: int
 ) -> None:
     body = _npy(array)
+    # Cutting n bytes and appending n zeros keeps the length: a whole array with other values, not a
+    # malformed body (np.load reads it too).
+    assume(not (truncate and truncate == trailing))
     if truncate and truncate < len(body):
         body = body[:-truncate]
     body += b"\0" * trailing
