@@ -88,6 +88,12 @@ def apply_once(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="[tune.apply] %(message)s", stream=sys.stdout)
+    try:  # a folder without ready files is a mistake to name now, not a server to wait for
+        if not torchserve_ready(args.server_config)[1]:
+            raise ImgbenchError(f"{args.server_config / 'torchserve'} has no <model>.model-config.yaml")
+    except ImgbenchError as exc:
+        log.error("%s", exc)
+        return 2
     deadline = time.monotonic() + args.wait_s
     while True:
         try:
