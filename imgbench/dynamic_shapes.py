@@ -205,13 +205,17 @@ def load_results(path: Path) -> DynamicBenchResult:
 def interleaved_latency(
     runners: dict[str, Callable[[np.ndarray], object]], images: np.ndarray, runs: int, warmup: int = 20
 ) -> dict[str, float]:
-    """Median ms per single image of each runner, the runners alternating image by image, so a change
-    of machine load hits every side alike. ``warmup`` untimed rounds first: TorchScript's profiling
-    executor re-optimizes for each new input shape it meets (batch 1 after the batched accuracy runs)."""
+    """Median ms per single image of each runner, the runners alternating image by image (and which
+    one goes first, round by round), so a change of machine load hits every side alike. ``warmup``
+    untimed rounds first: TorchScript's profiling executor re-optimizes for each new input shape it
+    meets (batch 1 after the batched accuracy runs)."""
     times: dict[str, list[float]] = {key: [] for key in runners}
+    order = list(runners)
     for index in range(warmup + runs):
         row = images[index % len(images)][None]
-        for key, run in runners.items():
+        # Who goes first alternates: the second call of a pair finds the caches warm.
+        for key in order if index % 2 == 0 else order[::-1]:
+            run = runners[key]
             start = time.perf_counter()
             run(row)
             if index >= warmup:
