@@ -211,6 +211,17 @@ def _tmpfs(service: dict) -> set[str]:
     return {entry.split(":")[0] for entry in ([entries] if isinstance(entries, str) else entries)}
 
 
+def _assert_tmpfs_owned_by_the_service(name: str, service: dict) -> None:
+    """Docker mounts a tmpfs root-owned with the mode of the image's folder (0755 but for /tmp's
+    1777): any other tmpfs needs uid= and gid= of the service's user, or the server cannot write it."""
+    uid, gid = str(service["user"]).split(":")
+    entries = service.get("tmpfs", [])
+    for entry in [entries] if isinstance(entries, str) else entries:
+        path, _, options = entry.partition(":")
+        if path != "/tmp":
+            assert {f"uid={uid}", f"gid={gid}"} <= set(options.split(",")), f"{name}: {entry}"
+
+
 def test_every_service_has_a_read_only_root_filesystem(compose: dict) -> None:
     for name, service in _services(compose).items():
         if name in WRITABLE_ROOT:
@@ -218,6 +229,7 @@ def test_every_service_has_a_read_only_root_filesystem(compose: dict) -> None:
             continue
         assert service.get("read_only") is True, f"{name}: set read_only: true (or say why in WRITABLE_ROOT)"
         assert _tmpfs(service) == SERVICE_TMPFS.get(name, PROJECT_TMPFS), name
+        _assert_tmpfs_owned_by_the_service(name, service)
 
 
 def _dockerfile_env(dockerfile: Path, name: str) -> str:
@@ -245,6 +257,7 @@ def test_the_offline_stand_ins_keep_the_users_and_the_read_only_root(compose: di
         assert merged[name].get("read_only") is True, f"{name}: offline.yml lost read_only"
         assert str(merged[name].get("user")) == str(service["user"]), name
         assert _tmpfs(service) <= _tmpfs(merged[name]), f"{name}: offline.yml lost a tmpfs"
+        _assert_tmpfs_owned_by_the_service(name, merged[name])
     entry = _dockerfile_entry(ROOT / "services/serving/triton/Dockerfile")
     (workdir,) = [arg.split("=", 1)[1] for arg in entry if arg.startswith("--workdir=")]
     assert workdir in _tmpfs(merged["triton"]), "the Triton stand-in writes its --workdir"

@@ -13,6 +13,7 @@ import logging
 import os
 import platform
 import resource
+import statistics
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,8 +88,11 @@ def trainer_images_per_second(args: argparse.Namespace, splits: Any, info: DistI
     return timed.samples / timed.train_seconds
 
 
-def bare_images_per_second(args: argparse.Namespace, num_classes: int, info: DistInfo) -> float:
-    """The same step on one in-memory batch: no loader, no bookkeeping; the ceiling for the trainer."""
+def bare_images_per_second(
+    args: argparse.Namespace, num_classes: int, info: DistInfo, step_seconds: list[float] | None = None
+) -> float:
+    """The same step on one in-memory batch: no loader, no bookkeeping; the ceiling for the trainer.
+    ``step_seconds`` collects each timed step's ``optimizer.step()`` alone (what --fused-sgd changes)."""
     model, runnable = _fresh_model(args, num_classes, info.device)
     optimizer = build_optimizer(model, args, effective_lr(args, 1))
     criterion = nn.CrossEntropyLoss()
@@ -101,10 +105,16 @@ def bare_images_per_second(args: argparse.Namespace, num_classes: int, info: Dis
             loss = criterion(runnable(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        started = time.perf_counter()
         optimizer.step()
+        if info.device.type == "cuda":
+            torch.cuda.synchronize()
+        optimizer_seconds.append(time.perf_counter() - started)
 
+    optimizer_seconds: list[float] = []
     for _ in range(args.warmup_steps):
         step()
+    optimizer_seconds.clear()
     if info.device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -112,7 +122,10 @@ def bare_images_per_second(args: argparse.Namespace, num_classes: int, info: Dis
         step()
     if info.device.type == "cuda":
         torch.cuda.synchronize()
-    return args.steps * args.batch_size / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    if step_seconds is not None:
+        step_seconds.extend(optimizer_seconds)
+    return args.steps * args.batch_size / elapsed
 
 
 def hardware() -> dict[str, str]:
@@ -178,10 +191,12 @@ def main(args: argparse.Namespace) -> Path:
         log.info("bench %s: trainer loop", name)
         trainer = trainer_images_per_second(variant_args, splits, info)
         log.info("bench %s: bare loop", name)
-        bare = bare_images_per_second(variant_args, len(splits.class_names), info)
+        step_seconds: list[float] = []
+        bare = bare_images_per_second(variant_args, len(splits.class_names), info, step_seconds)
         results.append(
             {"variant": name, **VARIANTS[name], "trainer_images_per_second": round(trainer, 2),
              "bare_images_per_second": round(bare, 2), "trainer_vs_bare": round(trainer / bare, 3),
+             "optimizer_step_ms": round(1000 * statistics.median(step_seconds), 4),
              # The process's peak so far: a variant's own only when it is the first (or only) one run.
              "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
         )  # fmt: skip
