@@ -39,6 +39,7 @@ SIDES = {
 # The article's direction for each figure, as "on − off": +1 expects more, −1 less.
 CLAIMS = {
     "pytorch": {
+        "optimizer_step_ms": (-1, "case study: fused SGD; the median optimizer.step() of the bare loop"),
         "bare_images_per_second": (+1, "case study: fused SGD among the changes that made training faster"),
         "trainer_images_per_second": (
             +1,
