@@ -84,7 +84,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "--fraction", type=float, default=0.7, help="of the SLO capacity (default: %(default)s)"
     )
     parser.add_argument(
-        "--rate", type=float, default=None, help="req/s for every server: no SLO search (default: search)"
+        "--rate",
+        action="append",
+        default=None,
+        help="req/s, no SLO search: R for every server, or SERVER=R, repeatable (default: search)",
     )
     parser.add_argument("--minutes", type=float, default=30.0, help="per server (default: %(default)s)")
     parser.add_argument("--window-minutes", type=float, default=5.0, help="(default: %(default)s)")
@@ -169,6 +172,29 @@ def minutes_until(end: datetime, now: datetime, servers_left: int, wanted: float
     return float(min(wanted, available))
 
 
+def fixed_rates(values: list[str], names: list[str]) -> dict[str, float]:
+    """``--rate`` values: ``R`` for every server or ``SERVER=R``; the servers without one are searched.
+
+    >>> fixed_rates(["triton=500", "torchserve=30.5"], ["torchserve", "triton"])
+    {'triton': 500.0, 'torchserve': 30.5}
+    """
+    rates: dict[str, float] = {}
+    for value in values:
+        server, _, number = value.rpartition("=")
+        try:
+            rate = float(number)
+        except ValueError:
+            raise ImgbenchError(f"--rate must be R or SERVER=R (req/s), got {value!r}") from None
+        if rate <= 0:
+            raise ImgbenchError(f"--rate must be positive req/s, got {value!r}")
+        if server and server not in names:
+            raise ImgbenchError(
+                f"--rate {value!r}: {server!r} is not soaked here; --servers: {', '.join(names)}"
+            )
+        rates.update({server: rate} if server else dict.fromkeys(names, rate))
+    return rates
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
     names = [n.strip() for n in args.servers.split(",") if n.strip()]
     if not names:
@@ -178,8 +204,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
             raise ImgbenchError(f"{flag} must be positive, got {value}")
     if args.fraction > 1:
         raise ImgbenchError(f"--fraction is of the capacity, at most 1, got {args.fraction}")
-    if args.rate is not None and args.rate <= 0:
-        raise ImgbenchError(f"--rate must be positive req/s, got {args.rate}")
+    args.rates = fixed_rates(args.rate or [], names)
     count, window_s = split_evenly(args.minutes, args.window_minutes)
     if not 0 <= args.warmup_seconds < window_s:
         raise ImgbenchError(
@@ -300,7 +325,7 @@ def loadgen_args(case: Case, plan: Plan, args: argparse.Namespace, rate: float) 
 
 def soak(case: Case, plan: Plan, args: argparse.Namespace, rate: float) -> dict[str, Any]:
     """One server, fresh: the load at ``rate`` for the plan's windows, its tree sampled meanwhile."""
-    from imgbench.demo import run_logged
+    from imgbench.demo import StageFailed, run_logged
 
     with _stack(plan, f"soak-{case.server}") as stack:
         stack.up([case.server])
@@ -310,11 +335,19 @@ def soak(case: Case, plan: Plan, args: argparse.Namespace, rate: float) -> dict[
             argv, env = _loadgen_launch(stack, case.server)
             argv += loadgen_args(case, plan, args, rate)
             load_avg_start = round(psutil.getloadavg()[0], 2)
-            run_logged(f"soak-{case.server}", argv, _settings(plan, args), env)
+            path = plan.run_dir / "soak" / case.server / "soak.json"
+            loadgen_exit = "0"
+            try:
+                run_logged(f"soak-{case.server}", argv, _settings(plan, args), env)
+            except StageFailed as exc:
+                # Locust exits 1 when any request failed: errors are what a soak is for, so its
+                # results count; only a run that wrote none failed.
+                if not path.exists():
+                    raise
+                loadgen_exit = str(exc).splitlines()[0]
         finally:
             sampler.stop()
         load_avg_end = round(psutil.getloadavg()[0], 2)
-    path = plan.run_dir / "soak" / case.server / "soak.json"
     result = load_load_result(path)
     # The loadgen's clock started elapsed_s before it ended the run; it writes its results then.
     start_wall = path.stat().st_mtime - (result.elapsed_s or 0.0)
@@ -331,6 +364,7 @@ def soak(case: Case, plan: Plan, args: argparse.Namespace, rate: float) -> dict[
         "load_avg_start": load_avg_start,
         "load_avg_end": load_avg_end,
         "loadgen_result": str(path),
+        "loadgen_exit": loadgen_exit,
         "memory_samples": [asdict(s) for s in samples],
     }
 
@@ -405,12 +439,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     plan = make_plan(args)
     if args.dry_run:
-        shown = args.rate if args.rate is not None else 1.0
         described = plan.describe() | {
-            "capacity": "skipped (--rate)" if args.rate is not None else "loadgen.sweep per server",
-            "rate": args.rate if args.rate is not None else f"{args.fraction} x capacity",
-            f"loadgen_args_at_rate_{shown:g}": {
-                c.server: shlex.join(loadgen_args(c, plan, args, shown)) for c in plan.cases
+            "rate": {c.server: args.rates.get(c.server, f"{args.fraction} x capacity") for c in plan.cases},
+            "loadgen_args (rate 1 where searched)": {
+                c.server: shlex.join(loadgen_args(c, plan, args, args.rates.get(c.server, 1.0)))
+                for c in plan.cases
             },
         }
         print(json.dumps(described, indent=2))
@@ -437,8 +470,9 @@ def run(args: argparse.Namespace) -> int:
             entries[case.server] = {"label": case.label, "stand_in": case.stand_in, "model": case.model}
         for case in plan.cases:  # capacities first: --end-by needs them done to share what is left
             entry = entries[case.server]
-            if args.rate is not None:
-                entry.update(capacity_rps=None, rate=args.rate, capacity="skipped: --rate given")
+            if case.server in args.rates:
+                rate = args.rates[case.server]
+                entry.update(capacity_rps=None, rate=rate, capacity="skipped: --rate given")
                 continue
             try:
                 entry["capacity"] = search_capacity(case, plan, args)

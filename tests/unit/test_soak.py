@@ -176,6 +176,7 @@ def test_plan_names_each_server_and_the_stand_in(tmp_path) -> None:
         (["--servers", "nope"], "unknown server 'nope'; known: torchserve, triton, tfserving"),
         (["--fraction", "1.5"], "at most 1"),
         (["--rate", "-3"], "--rate must be positive"),
+        (["--rate", "nope=3"], "is not soaked here"),
         (["--minutes", "1", "--window-minutes", "0.1", "--warmup-seconds", "6"], "shorter than a window"),
         (["--model-repository", "/nonexistent"], "has no pt_mobilenet_v3_small"),
     ],
@@ -188,7 +189,7 @@ def test_bad_plans_are_refused_with_what_is_wrong(tmp_path, argv: list[str], mes
 def test_dry_run_prints_the_plan(tmp_path, capsys) -> None:
     assert soak.main(["--run-dir", str(tmp_path), "--servers", "triton", "--rate", "40", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert '"capacity": "skipped (--rate)"' in out and "--rate-steps 40.00,40.00" in out
+    assert '"triton": 40.0' in out and "--rate-steps 40.00,40.00" in out
 
 
 def test_sampler_reads_a_process_tree() -> None:
