@@ -486,6 +486,9 @@ def run_bench(args: argparse.Namespace) -> Path:
                     100 * (row.overhead or 0),
                 )
                 result.rows.append(row)
+    # Written now and after each compile mode: inductor on a loaded CPU can take longer than the
+    # caller waits, and a killed run keeps what it measured.
+    ds.write_results(out / f"{name}.json", result)
     if args.compile_backend != "none":
         for dynamic in (True, False):
             counts = compile_counts(trained.model, sorted(sizes), dynamic, args.compile_backend, references)
@@ -501,6 +504,7 @@ def run_bench(args: argparse.Namespace) -> Path:
                 f" ({counts.error})" if counts.error else "",
             )
             result.compile.append(counts)
+            ds.write_results(out / f"{name}.json", result)
     result.load_average += ds.load_average()
     path = ds.write_results(out / f"{name}.json", result)
     log.info("wrote %s", path)
