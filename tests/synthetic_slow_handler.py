@@ -2,6 +2,8 @@
 batch sleeps ``fixed_ms + per_image_ms × images`` (the costs come from ``cost.json`` in the archive),
 so throughput rises with the batch size in a known way, and answers each image by its brightness
 (class 1 when its mean is above zero, else class 0), so the load generator can check every answer.
+With a ``record`` path in ``cost.json`` it appends one line per execution, "<batchSize> <requests>",
+so a test can see the batches TorchServe formed.
 
 Wire format: the imgbench handler's (services/serving/torchserve/handler.py): a ``.npy`` float32
 ``[N, C, H, W]`` body in input ``data``; ``.npy`` float32 ``[N, 2]`` logits back. Self-contained:
@@ -25,6 +27,8 @@ class SlowModel:
     def __init__(self) -> None:
         self.fixed_s = 0.0
         self.per_image_s = 0.0
+        self.record = ""
+        self.batch_size = 0
         self.initialized = False
 
     def initialize(self, context: Any) -> None:
@@ -33,6 +37,8 @@ class SlowModel:
             cost = json.load(handle)
         self.fixed_s = float(cost["fixed_ms"]) / 1000
         self.per_image_s = float(cost["per_image_ms"]) / 1000
+        self.record = cost.get("record", "")
+        self.batch_size = int(context.system_properties.get("batch_size") or 1)
         self.initialized = True
 
     def handle(self, data: list[Any]) -> list[bytes]:
@@ -42,6 +48,9 @@ class SlowModel:
             arrays.append(np.load(io.BytesIO(bytes(body)), allow_pickle=False))
         images = sum(len(a) for a in arrays)
         time.sleep(self.fixed_s + self.per_image_s * images)  # one execution of the whole batch
+        if self.record:
+            with open(self.record, "a", encoding="utf-8") as handle:
+                handle.write(f"{self.batch_size} {len(data)}\n")
         responses = []
         for array in arrays:
             brightness = array.reshape(len(array), -1).mean(axis=1, dtype=np.float32)

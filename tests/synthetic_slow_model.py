@@ -90,15 +90,20 @@ def manifest(dataset: Path) -> Manifest:
     )
 
 
-def build_slow_model(workdir: Path, fixed_ms: float = 50.0, per_image_ms: float = 1.0) -> SlowModel:
-    """The dataset, the archive (torch-model-archiver of the torchserve venv) and the manifest."""
+def build_slow_model(
+    workdir: Path, fixed_ms: float = 50.0, per_image_ms: float = 1.0, record: Path | None = None
+) -> SlowModel:
+    """The dataset, the archive (torch-model-archiver of the torchserve venv) and the manifest;
+    ``record``: where the handler appends "<batchSize> <requests>" per execution."""
     dataset = write_dataset(workdir / "dataset")
     repository = ModelRepository(workdir / "model-repository")
     repository.torchserve_dir.mkdir(parents=True, exist_ok=True)
     staging = workdir / "staging"
     staging.mkdir(parents=True, exist_ok=True)
     cost = staging / "cost.json"
-    cost.write_text(json.dumps({"fixed_ms": fixed_ms, "per_image_ms": per_image_ms}))
+    cost.write_text(
+        json.dumps({"fixed_ms": fixed_ms, "per_image_ms": per_image_ms, "record": str(record or "")})
+    )
     config = staging / "model-config.yaml"
     config.write_text("minWorkers: 1\nmaxWorkers: 1\nbatchSize: 1\nmaxBatchDelay: 5\nresponseTimeout: 60\n")
     archiver = [
