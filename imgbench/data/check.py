@@ -61,7 +61,8 @@ class DatasetCheckError(DatasetError):
         # `imgbench data check` prints them.
         super().__init__(
             f"{report.summary()}, refused by {user}: {report.problems[0]}{more} "
-            f"(`imgbench data check {report.root}` lists the same):\n" + "\n".join(report.problem_lines())
+            f"(`imgbench data check {report.root}` prints each of these lines):\n"
+            + "\n".join(report.problem_lines())
         )
 
 
