@@ -80,11 +80,14 @@ def train_digits(workdir: Path) -> Trained:
             # INT8 served as pt_<arch>_int8 (a few seconds at 32 px); a 1-epoch model's INT8 agreement
             # is noise, so recorded ungated here (trainer-pt's own tests gate it).
             "--calibration-images", "64", "--quantized-min-agreement", "0",
+            # Dynamic-shape exports (pt_<arch>_dynamic on Triton), gated at 32 and 48 px: a few seconds.
+            "--dynamic-sizes", "48",
             "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
         ],
         "tf": [
             str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data", str(dataset),
             "--image-size", str(IMAGE_SIZE), "--epochs", "1", "--skip-tflite", "--no-progress",
+            "--dynamic-sizes", "48",  # tf_<arch>_dynamic on Triton and the TF Serving stand-in
             "--run-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
         ],
     }  # fmt: skip
