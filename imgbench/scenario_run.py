@@ -57,7 +57,9 @@ def scenario_stages(plan: ScenarioPlan) -> tuple[Stage, ...]:
         settings.stack = Stack(
             plan.run_dir / "stack", ports=settings.ports, model_repository=plan.model_repository
         )
-        settings.stack.up([scenario.server])
+        # The Pushgateway too: the load generator pushes its metrics there after each run, and a push
+        # that fails ends it with exit code 3.
+        settings.stack.up(["pushgateway", scenario.server])
 
     def load(settings: DemoSettings) -> None:
         from imgbench.stack import loadgen as loadgen_service
@@ -87,8 +89,17 @@ def scenario_stages(plan: ScenarioPlan) -> tuple[Stage, ...]:
     return tuple(Stage(name, descriptions[name], runners[name]) for name in plan.stages)
 
 
-def run_scenario(plan: ScenarioPlan, ports: PortMap | None = None) -> Path | None:
-    """Run every stage of ``plan``; returns the report's path."""
+def run_scenario(
+    plan: ScenarioPlan, ports: PortMap | None = None, from_stage: str | None = None
+) -> Path | None:
+    """Run every stage of ``plan`` (or those from ``from_stage`` on, over a run folder whose earlier
+    stages are done); returns the report's path."""
+    stages = scenario_stages(plan)
+    if from_stage is not None:
+        names = [stage.name for stage in stages]
+        if from_stage not in names:
+            raise StageFailed(f"unknown stage {from_stage!r}; the scenario's stages: {', '.join(names)}")
+        stages = stages[names.index(from_stage) :]
     write_scenario_file(plan)
     settings = DemoSettings(
         run_dir=plan.run_dir,
@@ -102,4 +113,4 @@ def run_scenario(plan: ScenarioPlan, ports: PortMap | None = None) -> Path | Non
         concurrencies=plan.scenario.users,
         ports=ports,
     )
-    return run_demo(settings, scenario_stages(plan))
+    return run_demo(settings, stages)

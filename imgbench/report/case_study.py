@@ -87,6 +87,22 @@ def case_study_rows(inputs: ReportInputs, article: ArticleFigures, model: str) -
     ]
 
 
+def _learning_note(inputs: ReportInputs, model: str, classes: int) -> str:
+    """What the accuracy row can say: nothing when the short training left the model at chance."""
+    manifest = inputs.manifests.get(model)
+    onnx = manifest.exports.get("onnx") if manifest else None
+    if onnx is not None and onnx.accuracy is not None and onnx.accuracy <= 1.0 / classes + 1e-9:
+        return (
+            f"This run's model did not learn: its val accuracy is chance ({_pct(onnx.accuracy)} for "
+            f"{classes} classes), so the accuracy row compares nothing and INT8's agreement with a "
+            "constant answer is trivially high. Latency and size do not depend on what the weights learned."
+        )
+    return (
+        "Synthetic classes are easy to separate: accuracy near 100% says little about medical images; the "
+        "comparison that transfers is the latency ratio on the same hardware and the INT8 agreement."
+    )
+
+
 def case_study_section(inputs: ReportInputs) -> str:
     """The report's "Case study" section; empty unless the run folder ran the case-study scenario."""
     described = read_scenario_file(inputs.run_dir)
@@ -104,15 +120,14 @@ def case_study_section(inputs: ReportInputs) -> str:
         "quantization); the article's after also retrained (PyTorch 2.4, fused SGD), so its accuracy gain "
         "is a training result that INT8 alone cannot give: expect INT8 to lose a little, not gain.",
         f"torch.compile: {scenario.compile_note}." if not scenario.compile else "",
-        "Synthetic classes are easy to separate: accuracy near 100% says little about medical images; the "
-        "comparison that transfers is the latency ratio on the same hardware and the INT8 agreement.",
+        _learning_note(inputs, model, scenario.classes),
         "p99 at one user in closed loop, from one run each (no repeats): a p99 from fewer than 1,000 "
         "requests rests on fewer than ten requests beyond it.",
     ]
     return (
         "## Case study (the article's, replayed)\n\n"
         + table(["figure", "article", "article change", "this run: fp32 → INT8", "change"], rows)
-        + "\n"
+        + "\n\n"
         + "".join(f"- {line}\n" for line in differences if line)
         + "\n"
     )

@@ -110,6 +110,19 @@ def test_the_report_puts_the_article_beside_this_run(tmp_path: Path) -> None:
     assert "91.2% → 92.9% | +1.7 pts | 95.0% → 92.5% under load" in section
     assert "| ONNX size | −40% | -40% | 46.1 MB → 11.5 MB | -75% |" in section
     assert "97.0% under load" in section  # INT8 agreement with fp32
+    assert "did not learn" not in section  # 95% on 3 classes is no chance level
+
+
+def test_a_model_at_chance_is_said_to_compare_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    repo = ModelRepository(run_dir / "model-repository")
+    repo.manifests_dir.mkdir(parents=True)
+    manifest = make_manifest("pytorch", "resnet50")
+    manifest.exports["onnx"].accuracy = 1 / 3
+    write_manifest(repo.manifest_path("pt_resnet50"), manifest)
+    write_scenario_file(plan_scenario("case-study", run_dir))
+    report = build_report(run_dir).read_text()
+    assert "This run's model did not learn: its val accuracy is chance (33.3% for 3 classes)" in report
 
 
 def test_without_the_scenario_file_there_is_no_case_study(tmp_path: Path) -> None:
