@@ -211,7 +211,7 @@ def _claims(measured: list[DynamicBenchResult]) -> list[str]:
             rows.append(
                 [
                     f"inference overhead of dynamic inputs ({framework}, {runtime})",
-                    "12% (TensorFlow SavedModel)" if framework == "tensorflow" else "–",
+                    "12% (TensorFlow SavedModel)" if runtime == "tf.saved_model" else "–",
                     f"median {median(overheads) * 100:+.1f}% (range {min(overheads) * 100:+.1f}% to "
                     f"{max(overheads) * 100:+.1f}%, {len(overheads)} size(s))",
                     "one bench run: a difference of a few percent is within run-to-run noise",
