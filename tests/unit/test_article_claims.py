@@ -66,3 +66,26 @@ def test_section_counts_what_it_measured() -> None:
     measured = sum(1 for row in article_rows(_inputs(make_manifest("pytorch"), make_manifest("tensorflow")))
                    if row[3] not in NOT_MEASURED)  # fmt: skip
     assert f"{measured} measured in this run" in text and measured >= 6
+
+
+def test_dynamic_bench_results_fill_the_dynamic_shape_rows(tmp_path: Path) -> None:
+    from imgbench.dynamic_shapes import DynamicBenchResult, SizeResult, results_path, write_results
+
+    rows = [
+        SizeResult(size=size, runtime="tf.saved_model", n=359, accuracy_dynamic=dyn, accuracy_fixed=fixed,
+                   latency_samples=100, latency_ms_dynamic=ms_dyn, latency_ms_fixed=1.0, threads=1)
+        for size, dyn, fixed, ms_dyn in [(32, 0.95, 0.95, 1.05), (48, 0.78, 0.80, 0.98)]
+    ]  # fmt: skip
+    result = DynamicBenchResult(
+        model="tf_resnet18", framework="tensorflow", architecture="resnet18", training_size=32,
+        sizes=[32, 48], rows=rows,
+    )  # fmt: skip
+    write_results(results_path(tmp_path, "tf_resnet18"), result)
+    inputs = ReportInputs(run_dir=tmp_path)
+    measured = {row[1]: row[3] for row in article_rows(inputs)}
+    assert measured["variable input sizes (224–512): accuracy drop of the dynamic model"] == (
+        "tf_resnet18: largest drop 2.0 pts (sizes 32,48)"
+    )
+    assert measured["TensorFlow SavedModel shape signatures: inference overhead for dynamic inputs"] == (
+        "tf.saved_model: -2.0% to +5.0% (n=100 a side per size)"
+    )

@@ -60,8 +60,8 @@ from trainer_pt import checkpoint as ckpt
 from trainer_pt.compiled import check_run
 from trainer_pt.data import load_splits
 from trainer_pt.dynamic import dynamic_export_plan
-from trainer_pt.models import build_model, count_parameters
 from trainer_pt.edge import tflite_export_steps
+from trainer_pt.models import build_model, count_parameters
 from trainer_pt.quantize import quantize_int8
 
 log = logging.getLogger(__name__)
@@ -501,6 +501,11 @@ def export_run(args: argparse.Namespace) -> Manifest:
     )
 
 
+def _stage(args: argparse.Namespace) -> str:
+    # train exports at its end: a check there is the training run's.
+    return "train" if getattr(args, "command", None) == "train" else "export"
+
+
 def _write_triton_configs(
     repo: ModelRepository, spec: TritonModelSpec, int8_onnx: Path | None, version: int
 ) -> None:
@@ -511,11 +516,6 @@ def _write_triton_configs(
 
 def _onnx_logits(path: Path, loader: DataLoader) -> np.ndarray:
     return _session_logits(ort_session(path), loader)
-
-
-def _stage(args: argparse.Namespace) -> str:
-    # train exports at its end: a check there is the training run's.
-    return "train" if getattr(args, "command", None) == "train" else "export"
 
 
 def _session_logits(session: ort.InferenceSession, loader: DataLoader) -> np.ndarray:
