@@ -172,12 +172,12 @@ def stage_train_tf(settings: DemoSettings) -> None:
     run_logged(
         "train-tf",
         [
-            _python("tf"), "-m", "trainer_tf", "train", "--data", str(settings.data_dir),
+            _python("tf"), "-m", "trainer_tf", "train", "--data-path", str(settings.data_dir),
             "--model", settings.architecture, "--image-size", str(settings.image_size),
             "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
             *SHARED_RECIPE, "--repeats", str(settings.repeats),
             *([] if settings.edge_exports else ["--skip-tflite"]),
-            "--run-dir", str(settings.run_dir / "train" / "tf"),
+            "--output-dir", str(settings.run_dir / "train" / "tf"),
             "--model-repository", str(settings.model_repository),
         ],
         settings,

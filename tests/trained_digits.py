@@ -85,10 +85,10 @@ def train_digits(workdir: Path) -> Trained:
             "--output-dir", str(workdir / "run-pt"), "--model-repository", str(repository),
         ],
         "tf": [
-            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data", str(dataset),
+            str(venv_bin("tf") / "python"), "-m", "trainer_tf", "train", "--data-path", str(dataset),
             "--image-size", str(IMAGE_SIZE), "--epochs", "1", "--skip-tflite", "--no-progress",
             "--dynamic-sizes", "48",  # tf_<arch>_dynamic on Triton and the TF Serving stand-in
-            "--run-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
+            "--output-dir", str(workdir / "run-tf"), "--model-repository", str(repository),
         ],
     }  # fmt: skip
     # Both trainers at once: each is partly single-threaded (data, export checks), so this saves time.

@@ -128,6 +128,16 @@ def test_servers_wait_for_the_trainers(compose: dict) -> None:
         assert services["loadgen"]["depends_on"][server]["condition"] == "service_healthy"
 
 
+def test_a_killed_trainer_resumes_on_the_next_up(compose: dict) -> None:
+    # One-shot trainers: a second `up` skips a finished model (--if-exists) and continues a killed
+    # run from its last checkpoint (--resume=auto) instead of failing on the run folder it left.
+    trainers = {n: s for n, s in _services(compose).items() if n.startswith("trainer-")}
+    assert set(trainers) == {"trainer-pt", "trainer-tf", "trainer-pt-gpu", "trainer-tf-gpu"}
+    for name, service in trainers.items():
+        assert "--resume=auto" in service["command"], name
+        assert "--if-exists=${IMGBENCH_IF_EXISTS:-skip}" in service["command"], name
+
+
 def test_gpu_only_in_the_gpu_profile(compose: dict) -> None:
     for name, service in _services(compose).items():
         devices = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")

@@ -12,7 +12,7 @@ from imgbench.triton_config import GPU_CONFIG_NAME, TRT_CACHE_DIR
 
 # Flags a GPU run may set differently from the CPU run of the same framework; every other flag
 # (the recipe, data loading, seed, output layout) must be identical.
-MAY_DIFFER = {"--model", "--device", "--amp", "--mixed-precision", "--output-dir", "--run-dir"}
+MAY_DIFFER = {"--model", "--device", "--amp", "--mixed-precision", "--output-dir"}
 TRAINERS = {"trainer-pt": "--amp=bf16", "trainer-tf": "--mixed-precision=bfloat16"}
 
 

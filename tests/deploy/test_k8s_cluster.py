@@ -243,6 +243,16 @@ def test_registry_overlay_renames_every_imgbench_image_and_keeps_the_tag() -> No
         assert tag == base_tags[name], image
 
 
+@pytest.mark.parametrize("overlay", ["base", "gpu"])
+def test_a_retried_trainer_job_resumes_its_run(overlay: str) -> None:
+    # restartPolicy OnFailure reruns the same args in the same run folder: without --resume=auto a
+    # retry after a crash mid-training would stop on the checkpoint the crashed pod left.
+    jobs = {n: c for n, c in _trainer_containers(rendered(overlay)).items() if n.startswith("Job/")}
+    assert jobs
+    for name, container in jobs.items():
+        assert _flags(container["args"]).get("--resume") == "auto", name
+
+
 def test_components_repeat_the_base_tags() -> None:
     base_tags = {
         i["name"]: i["newTag"]
@@ -298,7 +308,7 @@ def test_gpu_trainers_are_new_jobs_with_their_own_run_folders() -> None:
     jobs = _by_kind(rendered("gpu"), "Job")
     assert {"trainer-pt-gpu", "trainer-tf-gpu"} <= set(jobs) and not {"trainer-pt", "trainer-tf"} & set(jobs)
     run_dirs = {
-        name: _flags(c["args"]).get("--output-dir") or _flags(c["args"])["--run-dir"]
+        name: _flags(c["args"])["--output-dir"]
         for overlay in ("base", "gpu")
         for name, c in _trainer_containers(rendered(overlay)).items()
     }
@@ -411,8 +421,7 @@ def test_distributed_trainers_keep_the_base_recipe(overlay: str) -> None:
         flags = _flags(container["args"])
         for flag in RECIPE_FLAGS:
             assert flags.get(flag) == base[framework].get(flag), f"{overlay} {name}: {flag}"
-        data_flag = "--data-path" if framework == "trainer-pt" else "--data"
-        assert flags[data_flag] == base[framework][data_flag]
+        assert flags["--data-path"] == base[framework]["--data-path"]
 
 
 @pytest.mark.parametrize("overlay", ["kubeflow-trainer", "training-operator"])
@@ -425,7 +434,7 @@ def test_distributed_trainers_resume_on_shared_storage(overlay: str) -> None:
     )
     for name, container in distributed.items():
         flags = _flags(container["args"])
-        run_dir = flags.get("--output-dir") or flags["--run-dir"]
+        run_dir = flags["--output-dir"]
         assert run_dir.startswith("/runs/"), f"{name}: the run folder is on the runs claim"
         # A restarted pod runs the same command: the trainer resumes when the run folder holds a
         # checkpoint (--resume auto), no shell test of a file name decides it.
