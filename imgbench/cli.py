@@ -349,6 +349,13 @@ def demo(
         ),
     ] = 1,
     free_ports: Annotated[bool, typer.Option(help="Free ports instead of the standard ones.")] = False,
+    dynamic_sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Also export dynamic-image-size models gated at these sizes, e.g. 32,48,64 "
+            "(the trainers' --dynamic-sizes; default: none)."
+        ),
+    ] = None,
     scenario: Annotated[
         str | None,
         typer.Option(
@@ -374,6 +381,7 @@ def demo(
         image_size=image_size,
         load_seconds=load_seconds,
         repeats=repeats,
+        dynamic_sizes=dynamic_sizes,
         ports=free_port_map() if free_ports else None,
     )
     report_path = run_demo(settings)

@@ -53,6 +53,8 @@ class DemoSettings:
     edge_exports: bool = True
     """INT8 ONNX and TFLite; off in the smallest test run, whose one-epoch model is too unsettled for
     the quantized exports' agreement gate."""
+    dynamic_sizes: str | None = None
+    """Also export each model with a dynamic image size, gated at these sizes (``--dynamic-sizes``)."""
     lr: str = "0.16"
     """At a global batch of 256 (both trainers scale it linearly). Measured: Keras diverges on digits at
     trainer-pt's test rate (1.6, peak 0.2); 0.16 trains both."""
@@ -160,6 +162,7 @@ def stage_train_pt(settings: DemoSettings) -> None:
             "-j", "0", *SHARED_RECIPE, "--repeats", str(settings.repeats),
             # Edge exports: INT8 ONNX (default) and TFLite fp32/int8 (--tflite, litert-torch).
             *(["--tflite"] if settings.edge_exports else ["--skip-int8"]),
+            *(["--dynamic-sizes", settings.dynamic_sizes] if settings.dynamic_sizes else []),
             "--output-dir", str(settings.run_dir / "train" / "pt"),
             "--model-repository", str(settings.model_repository),
         ],
@@ -177,6 +180,7 @@ def stage_train_tf(settings: DemoSettings) -> None:
             "--epochs", str(settings.epochs), "-b", str(settings.batch_size), "--lr", settings.lr,
             *SHARED_RECIPE, "--repeats", str(settings.repeats),
             *([] if settings.edge_exports else ["--skip-tflite"]),
+            *(["--dynamic-sizes", settings.dynamic_sizes] if settings.dynamic_sizes else []),
             "--output-dir", str(settings.run_dir / "train" / "tf"),
             "--model-repository", str(settings.model_repository),
         ],

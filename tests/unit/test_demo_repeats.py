@@ -75,3 +75,13 @@ def test_one_repeat_keeps_the_run_ids(tmp_path: Path, calls: list[tuple[str, lis
     settings.stack = _FakeStack()  # type: ignore[assignment]
     demo.stage_load(settings)
     assert _flag(calls[0][1], "--run-id") == "triton-pt_mobilenet_v3_small-closed"
+
+
+def test_dynamic_sizes_reach_both_trainers_only_when_asked(
+    tmp_path: Path, calls: list[tuple[str, list[str]]]
+) -> None:
+    demo.stage_train_pt(demo.DemoSettings(run_dir=tmp_path))
+    demo.stage_train_tf(demo.DemoSettings(run_dir=tmp_path, dynamic_sizes="32,48"))
+    (_, pt), (_, tf) = calls
+    assert "--dynamic-sizes" not in pt
+    assert _flag(tf, "--dynamic-sizes") == "32,48"
