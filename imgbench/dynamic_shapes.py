@@ -17,6 +17,7 @@ trainers' ``--dynamic-sizes`` flag, and served under its own name, ``<model>_dyn
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -202,6 +203,52 @@ def load_results(path: Path) -> DynamicBenchResult:
 
 
 # -- measuring ---------------------------------------------------------------------------------------------
+def batched(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Logits of ``images`` through ``run``, ``batch`` at a time."""
+    return np.concatenate([run(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def measure_size(
+    size: int,
+    runtime: str,
+    dynamic_run: Callable[[np.ndarray], np.ndarray],
+    fixed_run: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    latency_runs: int,
+    threads: int,
+) -> SizeResult:
+    """The dynamic export against a fixed-shape export of ``size`` in one runtime: accuracy of each on
+    the evaluation images at that size, their top-1 agreement and interleaved single-image latency."""
+    dynamic_logits, fixed_logits = batched(dynamic_run, images), batched(fixed_run, images)
+    latency = interleaved_latency({"dynamic": dynamic_run, "fixed": fixed_run}, images, latency_runs)
+    return SizeResult(
+        size=size,
+        runtime=runtime,
+        n=len(labels),
+        accuracy_dynamic=float((dynamic_logits.argmax(axis=1) == labels).mean()),
+        accuracy_fixed=float((fixed_logits.argmax(axis=1) == labels).mean()),
+        agreement_with_fixed=float((dynamic_logits.argmax(axis=1) == fixed_logits.argmax(axis=1)).mean()),
+        latency_samples=latency_runs,
+        latency_ms_dynamic=latency["dynamic"],
+        latency_ms_fixed=latency["fixed"],
+        threads=threads,
+    )
+
+
+def log_size_result(log: logging.Logger, row: SizeResult) -> None:
+    log.info(
+        "%s %3d px: accuracy dynamic %.2f%% fixed %.2f%%, %.3f vs %.3f ms/image (%+.1f%%)",
+        row.runtime,
+        row.size,
+        100 * row.accuracy_dynamic,
+        100 * (row.accuracy_fixed or 0),
+        row.latency_ms_dynamic,
+        row.latency_ms_fixed or 0,
+        100 * (row.overhead or 0),
+    )
+
+
 def interleaved_latency(
     runners: dict[str, Callable[[np.ndarray], object]], images: np.ndarray, runs: int, warmup: int = 20
 ) -> dict[str, float]:

@@ -62,13 +62,9 @@ def loader_arrays(loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(images), np.concatenate(labels)
 
 
-def batched(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([run(images[i : i + batch]) for i in range(0, len(images), batch)])
-
-
 def eager_logits(model: nn.Module, images: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        return batched(lambda x: model(torch.from_numpy(x)).numpy(), images)
+        return ds.batched(lambda x: model(torch.from_numpy(x)).numpy(), images)
 
 
 # -- exporters ------------------------------------------------------------------------------------------
@@ -175,7 +171,7 @@ def gated_evaluation(
     first_reference = np.zeros(1)
     for size in sizes:
         images, labels, reference = sized.at(size)
-        logits = batched(run, images)
+        logits = ds.batched(run, images)
         agreement = compare_logits(reference, logits, labels)
         per_size[str(size)] = {
             "n": agreement.n,
@@ -457,34 +453,10 @@ def run_bench(args: argparse.Namespace) -> Path:
                     torchscript_runner(fixed_ts),
                 )
             for runtime, (dynamic_run, fixed_run) in runtimes.items():
-                dynamic_logits, fixed_logits = batched(dynamic_run, images), batched(fixed_run, images)
-                latency = ds.interleaved_latency(
-                    {"dynamic": dynamic_run, "fixed": fixed_run}, images, args.latency_runs
+                row = ds.measure_size(
+                    size, runtime, dynamic_run, fixed_run, images, labels, args.latency_runs, args.threads
                 )
-                row = ds.SizeResult(
-                    size=size,
-                    runtime=runtime,
-                    n=len(labels),
-                    accuracy_dynamic=float((dynamic_logits.argmax(axis=1) == labels).mean()),
-                    accuracy_fixed=float((fixed_logits.argmax(axis=1) == labels).mean()),
-                    agreement_with_fixed=float(
-                        (dynamic_logits.argmax(axis=1) == fixed_logits.argmax(axis=1)).mean()
-                    ),
-                    latency_samples=args.latency_runs,
-                    latency_ms_dynamic=latency["dynamic"],
-                    latency_ms_fixed=latency["fixed"],
-                    threads=args.threads,
-                )
-                log.info(
-                    "%s %3d px: accuracy dynamic %.2f%% fixed %.2f%%, %.3f vs %.3f ms/image (%+.1f%%)",
-                    runtime,
-                    size,
-                    100 * row.accuracy_dynamic,
-                    100 * (row.accuracy_fixed or 0),
-                    row.latency_ms_dynamic,
-                    row.latency_ms_fixed or 0,
-                    100 * (row.overhead or 0),
-                )
+                ds.log_size_result(log, row)
                 result.rows.append(row)
     # Written now and after each compile mode: inductor on a loaded CPU can take longer than the
     # caller waits, and a killed run keeps what it measured.

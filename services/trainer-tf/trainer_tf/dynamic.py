@@ -247,10 +247,6 @@ def _onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]
     return lambda x: session.run(["logits"], {"image": x})[0]
 
 
-def _batched(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([run(images[i : i + batch]) for i in range(0, len(images), batch)])
-
-
 def run_bench(args: argparse.Namespace) -> Path:
     """``dynamic-bench``: measure the dynamic exports of the run's model over ``args.sizes``; returns
     the results file."""
@@ -325,34 +321,10 @@ def run_bench(args: argparse.Namespace) -> Path:
                     _onnx_runner(fixed_onnx, args.threads),
                 )
             for runtime, (dynamic_run, fixed_run) in runtimes.items():
-                dynamic_logits, fixed_logits = _batched(dynamic_run, images), _batched(fixed_run, images)
-                latency = ds.interleaved_latency(
-                    {"dynamic": dynamic_run, "fixed": fixed_run}, images, args.latency_runs
+                row = ds.measure_size(
+                    current, runtime, dynamic_run, fixed_run, images, labels, args.latency_runs, args.threads
                 )
-                row = ds.SizeResult(
-                    size=current,
-                    runtime=runtime,
-                    n=len(labels),
-                    accuracy_dynamic=float((dynamic_logits.argmax(axis=1) == labels).mean()),
-                    accuracy_fixed=float((fixed_logits.argmax(axis=1) == labels).mean()),
-                    agreement_with_fixed=float(
-                        (dynamic_logits.argmax(axis=1) == fixed_logits.argmax(axis=1)).mean()
-                    ),
-                    latency_samples=args.latency_runs,
-                    latency_ms_dynamic=latency["dynamic"],
-                    latency_ms_fixed=latency["fixed"],
-                    threads=args.threads,
-                )
-                log.info(
-                    "%s %3d px: accuracy dynamic %.2f%% fixed %.2f%%, %.3f vs %.3f ms/image (%+.1f%%)",
-                    runtime,
-                    current,
-                    100 * row.accuracy_dynamic,
-                    100 * (row.accuracy_fixed or 0),
-                    row.latency_ms_dynamic,
-                    row.latency_ms_fixed or 0,
-                    100 * (row.overhead or 0),
-                )
+                ds.log_size_result(log, row)
                 result.rows.append(row)
     result.load_average += ds.load_average()
     path = ds.write_results(out / f"{name}.json", result)
