@@ -30,9 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from imgbench.atomic import atomic_write_text
 from imgbench.catalog import get_entry
 from imgbench.errors import ImgbenchError
+from imgbench.export_pipeline import Evaluation
 from imgbench.manifest import Manifest
 from imgbench.paths import ModelRepository, served_variant, split_served_variant
 from imgbench.triton_config import TritonModelSpec, gpu_config, render_config
+from imgbench.validation import compare_logits, enforce_gate
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("onnx_dynamic", "savedmodel_dynamic", "torchscript_dynamic")
 RESULTS_DIR = "dynamic"
@@ -234,6 +238,53 @@ def measure_size(
         latency_ms_fixed=latency["fixed"],
         threads=threads,
     )
+
+
+def gated_evaluation(
+    label: str,
+    logits_of: Callable[[np.ndarray], np.ndarray],
+    at: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    sizes: list[int],
+    min_agreement: float,
+    max_abs_diff: float | None,
+    framework: str,
+) -> Evaluation:
+    """The export's logits at the first size (the pipeline gates them against its reference) and the
+    gate enforced here at every other size, against the framework's own model at that size (``at``
+    gives images, labels and its logits); the |Δlogit| tolerance scales with the logits there
+    (``scaled_tolerance``)."""
+    per_size: dict[str, dict[str, float | int | None]] = {}
+    first: np.ndarray | None = None
+    first_reference = np.zeros(1)
+    for size in sizes:
+        images, labels, reference = at(size)
+        logits = logits_of(images)
+        agreement = compare_logits(reference, logits, labels)
+        per_size[str(size)] = {
+            "n": agreement.n,
+            "top1_agreement": agreement.top1_agreement,
+            "max_abs_logit_diff": agreement.max_abs_logit_diff,
+            "accuracy": agreement.accuracy,
+            "framework_accuracy": float((reference.argmax(axis=1) == labels).mean()),
+        }
+        if first is None:
+            first, first_reference = logits, reference
+            continue
+        tolerance = scaled_tolerance(max_abs_diff, reference, first_reference)
+        per_size[str(size)]["max_abs_diff_tolerance"] = tolerance
+        enforce_gate(f"{label} at {size} px", agreement, min_agreement, tolerance)
+        log.info(
+            "%s at %d px vs %s: agreement %.2f%%, max |Δlogit| %.3g, accuracy %.2f%%",
+            label,
+            size,
+            framework,
+            100 * agreement.top1_agreement,
+            agreement.max_abs_logit_diff,
+            100 * (agreement.accuracy or 0.0),
+        )
+    if first is None:
+        raise ImgbenchError(f"{label}: no size to gate at")
+    return Evaluation(first, details={"gated_sizes": sizes, "sizes": per_size})
 
 
 def log_size_result(log: logging.Logger, row: SizeResult) -> None:

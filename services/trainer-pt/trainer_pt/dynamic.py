@@ -36,7 +36,6 @@ from imgbench.manifest import ExportRecord, load_manifest
 from imgbench.paths import ModelRepository, model_name
 from imgbench.trainer_cli import default_val_resize
 from imgbench.triton_config import TritonModelSpec
-from imgbench.validation import compare_logits, enforce_gate
 
 log = logging.getLogger(__name__)
 
@@ -163,39 +162,10 @@ def gated_evaluation(
     min_agreement: float,
     max_abs_diff: float | None,
 ) -> Evaluation:
-    """The export's logits at the first size (the pipeline gates them against its reference) and the
-    gate enforced here at every other size, against eager PyTorch at that size (the |Δlogit| tolerance
-    scaled with the logits there, ``imgbench.dynamic_shapes.scaled_tolerance``)."""
-    per_size: dict[str, dict[str, float | int | None]] = {}
-    first_logits: np.ndarray | None = None
-    first_reference = np.zeros(1)
-    for size in sizes:
-        images, labels, reference = sized.at(size)
-        logits = ds.batched(run, images)
-        agreement = compare_logits(reference, logits, labels)
-        per_size[str(size)] = {
-            "n": agreement.n,
-            "top1_agreement": agreement.top1_agreement,
-            "max_abs_logit_diff": agreement.max_abs_logit_diff,
-            "accuracy": agreement.accuracy,
-            "framework_accuracy": float((reference.argmax(axis=1) == labels).mean()),
-        }
-        if first_logits is None:
-            first_logits, first_reference = logits, reference
-        else:
-            tolerance = ds.scaled_tolerance(max_abs_diff, reference, first_reference)
-            per_size[str(size)]["max_abs_diff_tolerance"] = tolerance
-            enforce_gate(f"{label} at {size} px", agreement, min_agreement, tolerance)
-            log.info(
-                "%s at %d px vs PyTorch: agreement %.2f%%, max |Δlogit| %.3g, accuracy %.2f%%",
-                label,
-                size,
-                100 * agreement.top1_agreement,
-                agreement.max_abs_logit_diff,
-                100 * (agreement.accuracy or 0.0),
-            )
-    assert first_logits is not None  # sizes always holds the training size
-    return Evaluation(first_logits, details={"gated_sizes": sizes, "sizes": per_size})
+    """``imgbench.dynamic_shapes.gated_evaluation`` against eager PyTorch, the export run in batches."""
+    return ds.gated_evaluation(
+        label, lambda images: ds.batched(run, images), sized.at, sizes, min_agreement, max_abs_diff, "PyTorch"
+    )
 
 
 def dynamic_export_plan(

@@ -30,7 +30,6 @@ from imgbench.manifest import ExportRecord, load_manifest
 from imgbench.paths import ModelRepository
 from imgbench.trainer_cli import default_val_resize
 from imgbench.triton_config import TritonModelSpec
-from imgbench.validation import compare_logits, enforce_gate
 
 log = logging.getLogger(__name__)
 
@@ -79,40 +78,8 @@ def gated_evaluation(
     min_agreement: float,
     max_abs_diff: float | None,
 ) -> Evaluation:
-    """Logits at the first size (the pipeline gates them) and the gate enforced here at every other
-    size, against Keras at that size (the |Δlogit| tolerance scaled with the logits there,
-    ``imgbench.dynamic_shapes.scaled_tolerance``)."""
-    per_size: dict[str, dict[str, float | int | None]] = {}
-    first: np.ndarray | None = None
-    first_reference = np.zeros(1)
-    for size in sizes:
-        images, labels, reference = sized.at(size)
-        logits = run(images)
-        agreement = compare_logits(reference, logits, labels)
-        per_size[str(size)] = {
-            "n": agreement.n,
-            "top1_agreement": agreement.top1_agreement,
-            "max_abs_logit_diff": agreement.max_abs_logit_diff,
-            "accuracy": agreement.accuracy,
-            "framework_accuracy": float((reference.argmax(axis=1) == labels).mean()),
-        }
-        if first is None:
-            first, first_reference = logits, reference
-            continue
-        tolerance = ds.scaled_tolerance(max_abs_diff, reference, first_reference)
-        per_size[str(size)]["max_abs_diff_tolerance"] = tolerance
-        enforce_gate(f"{label} at {size} px", agreement, min_agreement, tolerance)
-        log.info(
-            "%s at %d px vs Keras: agreement %.2f%%, max |Δlogit| %.3g, accuracy %.2f%%",
-            label,
-            size,
-            100 * agreement.top1_agreement,
-            agreement.max_abs_logit_diff,
-            100 * (agreement.accuracy or 0.0),
-        )
-    if first is None:
-        raise ImgbenchError(f"{label}: no size to gate at")
-    return Evaluation(first, details={"gated_sizes": sizes, "sizes": per_size})
+    """``imgbench.dynamic_shapes.gated_evaluation`` against Keras."""
+    return ds.gated_evaluation(label, run, sized.at, sizes, min_agreement, max_abs_diff, "Keras")
 
 
 def _nothing() -> None:
